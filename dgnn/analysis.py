@@ -1,0 +1,119 @@
+"""Measures on phase arrays (numpy) and a trace summary. Time is axis 0 of every (T, ...) array."""
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+
+from .traces import Trace, read_trace
+
+
+def order_parameter(phases: np.ndarray, axis: int = -1) -> tuple[np.ndarray, np.ndarray]:
+    """r, Psi of r e^{i Psi} = mean_j e^{i theta_j} over `axis` (r dimensionless, Psi in rad)."""
+    z = np.exp(1j * np.asarray(phases)).mean(axis=axis)
+    return np.abs(z), np.angle(z)
+
+
+def group_order_parameter(phases: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """(..., M) r per group (module or domain) of the last axis, labels (N,) in 0..M-1."""
+    labels = np.asarray(labels)
+    m = int(labels.max()) + 1
+    z = np.exp(1j * np.asarray(phases))
+    out = np.stack([z[..., labels == k].mean(axis=-1) for k in range(m)], axis=-1)
+    return np.abs(out)
+
+
+def metastability(r: np.ndarray) -> np.ndarray:
+    """Standard deviation over time (axis 0) of the order parameter."""
+    return np.asarray(r).std(axis=0)
+
+
+def plv_matrix(phases: np.ndarray) -> np.ndarray:
+    """(N, N) phase-locking values |mean_t e^{i (theta_i - theta_j)}| of a (T, N) array, by one matrix product."""
+    z = np.exp(1j * np.asarray(phases))  # (T, N)
+    return np.abs(z.T @ z.conj()) / z.shape[0]
+
+
+def nm_locking_index(theta_a: np.ndarray, theta_b: np.ndarray, n: int, m: int) -> np.ndarray:
+    """|mean_t e^{i (n theta_a - m theta_b)}|: 1 for n:m locking, ~0 for independent rhythms."""
+    return np.abs(np.exp(1j * (n * np.asarray(theta_a) - m * np.asarray(theta_b))).mean(axis=0))
+
+
+def mean_frequency(phases: np.ndarray, time: np.ndarray) -> np.ndarray:
+    """Least-squares slope of unwrapped phase against time (rad per time unit), for every oscillator."""
+    t = np.asarray(time, dtype=float)
+    x = np.asarray(phases, dtype=float)
+    tc = t - t.mean()
+    return np.tensordot(tc, x - x.mean(axis=0), axes=(0, 0)) / (tc @ tc)
+
+
+def farey(ratio: float, q_max: int = 8) -> tuple[int, int, float]:
+    """Nearest p/q with q <= q_max (the Farey sequence of order q_max) to `ratio`: (p, q, ratio - p/q)."""
+    if not np.isfinite(ratio):
+        raise ValueError(f"ratio must be finite, found {ratio}")
+    frac = Fraction(float(ratio)).limit_denominator(q_max)
+    return frac.numerator, frac.denominator, float(ratio - frac)
+
+
+def time_to_lock(r: np.ndarray, time: np.ndarray, threshold: float = 0.9) -> np.ndarray:
+    """Per replica: the first time from which r stays >= threshold to the end (NaN if it never does)."""
+    r = np.asarray(r)
+    above = r >= threshold  # (T, B)
+    stays = np.flip(np.logical_and.accumulate(np.flip(above, 0), axis=0), 0)  # True where above until the end
+    first = np.argmax(stays, axis=0)
+    return np.where(stays.any(axis=0), np.asarray(time)[first], np.nan)
+
+
+def _population(phases, r, time, half: slice, freqs_natural, labels=None) -> dict:
+    out = {
+        "order_parameter_final": float(r[-1].mean()),
+        "order_parameter_mean": float(r[half].mean()),
+        "order_parameter_sd_over_replicas": float(r[half].mean(0).std()),
+        "metastability": float(metastability(r[half]).mean()),
+        "time_to_lock": [None if np.isnan(v) else float(v) for v in time_to_lock(r, time)],
+        "natural_frequency_mean": float(freqs_natural.mean()),
+    }
+    if phases is not None and phases.shape[0] >= 2:
+        f = mean_frequency(phases[half], time[half])  # (B, N)
+        out["mean_frequency"] = float(f.mean())
+        out["mean_frequency_sd"] = float(f.std())
+        if phases.shape[2] >= 2:
+            plv = plv_matrix(phases[half, 0])
+            n = plv.shape[0]
+            out["plv_mean"] = float((plv.sum() - n) / (n * (n - 1)))
+        if labels is not None:
+            out["module_order_parameter_mean"] = group_order_parameter(phases[half], labels).mean(axis=(0, 1)).tolist()
+    return out
+
+
+def summarize(trace: Trace | str, q_max: int = 8) -> dict:
+    """Numbers for a trace: per population r, metastability, frequencies, PLV; glia:neuron Farey ratio and n:m index.
+
+    Time averages use the second half of the records (the first half is treated as transient).
+    """
+    if not isinstance(trace, Trace):
+        trace = read_trace(trace)
+    t = trace.time
+    half = slice(len(t) // 2, None)
+    out = {"status": trace.status, "records": int(len(t)), "time": [float(t[0]), float(t[-1])]}
+    m = trace.metrics
+    out["neurons"] = _population(
+        trace.neuron_phase, m["order_parameter"], t, half, trace.static["neurons/frequency"],
+        trace.static.get("neurons/module"),
+    )
+    if "glia_order_parameter" in m:
+        out["glia"] = _population(trace.glia_phase, m["glia_order_parameter"], t, half, trace.static["glia/frequency"])
+        if trace.neuron_phase is not None and trace.glia_phase is not None and len(t) >= 2:
+            # ratio of population rhythms from the unwrapped mean phases of each population
+            wn = mean_frequency(trace.neuron_phase[half], t[half]).mean()
+            wg = mean_frequency(trace.glia_phase[half], t[half]).mean()
+            if abs(wg) > 1e-12:
+                p, q, err = farey(wn / wg, q_max)
+                idx = nm_locking_index(
+                    np.unwrap(m["glia_mean_phase"][half], axis=0), np.unwrap(m["mean_phase"][half], axis=0), p, q
+                )
+                out["neuron_to_glia_frequency_ratio"] = {
+                    "ratio": float(wn / wg), "farey": f"{p}:{q}", "error": err, "q_max": q_max,
+                    "nm_locking_index": float(idx.mean()),
+                }
+    return out

@@ -1,0 +1,208 @@
+"""The `dgnn` command: parses, validates and calls the public API. Exit codes: 0 ok, 1 failed run, 2 bad input,
+130 interrupted."""
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from pathlib import Path
+
+from .errors import ConfigError, SimulationFailed
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2, like every other bad input
+        raise ConfigError(f"{self.prog}: {message}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="dgnn", description="Deep glial-neural networks: simulate and analyse glia-neuron phase oscillators.")
+    p.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+
+    r = sub.add_parser("run", help="simulate a YAML config into an HDF5 trace")
+    r.add_argument("config", nargs="?", help="YAML config (omit with --resume)")
+    r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                   help="override a config key (value parsed as YAML); repeatable")
+    r.add_argument("--out", help="run folder (default outputs/<name>-<timestamp>)")
+    r.add_argument("--overwrite", action="store_true", help="replace the run in a non-empty --out folder")
+    r.add_argument("--resume", metavar="DIR", help="continue an interrupted run in DIR")
+    r.add_argument("--device", choices=["auto", "cpu", "cuda"], help="override the config's device")
+    r.add_argument("--no-plots", action="store_true", help="skip the figures written after a complete run")
+    r.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
+
+    v = sub.add_parser("validate", help="check a config without running it")
+    v.add_argument("config")
+    v.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE")
+    v.add_argument("--print", action="store_true", help="print the resolved config")
+
+    a = sub.add_parser("analyze", help="numbers (and figures) from a trace")
+    a.add_argument("trace", help="trace.h5 or its run folder")
+    a.add_argument("--json", action="store_true", help="print JSON")
+    a.add_argument("--plots", metavar="DIR", help="write PNG figures into DIR")
+    a.add_argument("--q-max", type=int, default=8, help="largest denominator for Farey ratios (default 8)")
+
+    i = sub.add_parser("info", help="status, shapes and config of a trace")
+    i.add_argument("trace")
+    i.add_argument("--config", action="store_true", help="also print the stored config")
+    return p
+
+
+class _StopFlag:
+    """Set by SIGINT/SIGTERM: the run finishes its current record, flushes, and stops."""
+
+    def __init__(self):
+        self.raised = False
+
+    def __call__(self) -> bool:
+        return self.raised
+
+    def install(self):
+        def handler(signum, frame):
+            if self.raised:  # a second signal: stop now
+                raise KeyboardInterrupt
+            self.raised = True
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, handler)
+
+
+def _cmd_run(args) -> int:
+    from . import simulation
+    from .config import load_config
+
+    stop = _StopFlag()
+    if args.resume:
+        if args.config or args.overrides:
+            raise ConfigError("dgnn run --resume DIR takes no config or --set: the stored config is used")
+        stop.install()
+        res = simulation.resume(args.resume, progress=not args.quiet, should_stop=stop, device=args.device)
+    else:
+        if not args.config:
+            raise ConfigError("dgnn run: give a config file (or --resume DIR)")
+        cfg = load_config(args.config, args.overrides)
+        stop.install()
+        res = simulation.run(cfg, args.out, overwrite=args.overwrite, progress=not args.quiet, should_stop=stop,
+                             device=args.device)
+    run_dir = res.path.parent
+    if res.status == "failed":
+        print(f"dgnn: run failed: {res.message}; {res.records} records kept in {res.path}", file=sys.stderr)
+        return EXIT_FAILED
+    if res.status == "interrupted":
+        print(f"dgnn: interrupted after {res.records} records; trace {res.path}; continue with: dgnn run --resume {run_dir}",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    figs = []
+    if not args.no_plots:
+        from .plots import write_figures
+
+        figs = write_figures(res.path, run_dir / "figures")
+    if not args.quiet:
+        from .analysis import summarize
+
+        s = summarize(res.path)
+        print(f"trace:   {res.path} ({res.records} records, status {res.status})")
+        print(f"config:  {run_dir / 'config.yaml'}")
+        if figs:
+            print(f"figures: {run_dir / 'figures'}/ ({', '.join(p.name for p in figs)})")
+        _print_summary(s)
+    return EXIT_OK
+
+
+def _print_summary(s: dict) -> None:
+    for pop in ("neurons", "glia"):
+        if pop in s:
+            d = s[pop]
+            line = f"{pop:8s} r(final)={d['order_parameter_final']:.4f}  <r>={d['order_parameter_mean']:.4f}  " \
+                   f"metastability={d['metastability']:.4f}"
+            if "mean_frequency" in d:
+                line += f"  mean frequency={d['mean_frequency']:.4f} rad/time"
+            print(line)
+    if "neuron_to_glia_frequency_ratio" in s:
+        fr = s["neuron_to_glia_frequency_ratio"]
+        print(f"neuron:glia frequency ratio {fr['ratio']:.4f} ~ {fr['farey']} (n:m locking index {fr['nm_locking_index']:.3f})")
+
+
+def _cmd_validate(args) -> int:
+    from .config import config_to_yaml, load_config
+
+    cfg = load_config(args.config, args.overrides)
+    from .simulation import resolve_device
+    from .topology import build_graph
+
+    resolve_device(cfg.device)
+    build_graph(cfg.topology, cfg.neurons.count, cfg.seed) if cfg.topology.kind in ("edgelist", "graphml") else None
+    print(config_to_yaml(cfg) if args.print else f"{args.config}: valid ({cfg.neurons.count} neurons, "
+          f"{cfg.glia_count} glia, {cfg.replicas} replicas, {cfg.n_records + 1} records)")
+    return EXIT_OK
+
+
+def _cmd_analyze(args) -> int:
+    from .analysis import summarize
+    from .traces import read_trace
+
+    trace = read_trace(args.trace)
+    s = summarize(trace, q_max=args.q_max)
+    if args.plots:
+        from .plots import write_figures
+
+        s["figures"] = [str(p) for p in write_figures(trace, args.plots)]
+    if args.json:
+        print(json.dumps(s, indent=2))
+    else:
+        print(f"{trace.path}: status {s['status']}, {s['records']} records, t = {s['time'][0]:g}..{s['time'][1]:g}")
+        _print_summary(s)
+        for p in s.get("figures", []):
+            print(f"figure: {p}")
+    return EXIT_OK
+
+
+def _cmd_info(args) -> int:
+    from .traces import describe
+
+    d = describe(args.trace)
+    a = d["attrs"]
+    print(f"{d['path']}")
+    print(f"  status: {a.get('status')}   dgnn {a.get('dgnn_version')}   created {a.get('created')}"
+          + (f"   finished {a['finished']}" if "finished" in a else ""))
+    if "message" in a:
+        print(f"  message: {a['message']}")
+    span = d["time_span"]
+    print(f"  records: {d['records']}" + (f"   time {span[0]:g}..{span[1]:g}" if span else ""))
+    print(f"  device: {a.get('device')}   coupling backend: {a.get('backend')}")
+    for name, shape in sorted(d["datasets"].items()):
+        if not name.startswith("checkpoint"):
+            print(f"  /{name}: {shape}")
+    if args.config:
+        print(a.get("config", ""))
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = _parser().parse_args(argv)
+        if args.version:
+            from .version import __version__
+
+            print(f"dgnn {__version__}")
+            return EXIT_OK
+        if args.command is None:
+            _parser().print_help()
+            return EXIT_USAGE
+        return {"run": _cmd_run, "validate": _cmd_validate, "analyze": _cmd_analyze, "info": _cmd_info}[args.command](args)
+    except ConfigError as exc:
+        print(f"dgnn: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except SimulationFailed as exc:
+        print(f"dgnn: run failed: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("dgnn: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

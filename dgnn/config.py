@@ -1,0 +1,356 @@
+"""Typed, frozen run configuration: YAML (safe loader only) -> validated models, with dotted key paths in errors."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+class Distribution(_Model):
+    """Natural frequencies (rad per time unit): how N values are drawn."""
+
+    distribution: Literal["constant", "normal", "lorentzian", "uniform", "values"] = "constant"
+    center: float = 0.0
+    width: float = Field(0.0, ge=0.0, description="sd (normal), half-width gamma (lorentzian), half-range (uniform)")
+    values: list[float] | None = None
+    sampling: Literal["random", "quantile"] = "random"
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.distribution == "values" and not self.values:
+            raise ValueError("distribution 'values' needs a non-empty 'values' list")
+        if self.distribution != "values" and self.values is not None:
+            raise ValueError(f"'values' is only used with distribution: values (found distribution: {self.distribution})")
+        if self.distribution in ("normal", "lorentzian", "uniform") and self.width == 0.0:
+            raise ValueError(f"distribution '{self.distribution}' needs width > 0 (use distribution: constant for identical values)")
+        return self
+
+
+class InitialPhase(_Model):
+    """Initial phases in radians."""
+
+    distribution: Literal["uniform", "constant", "values"] = "uniform"
+    value: float = 0.0
+    values: list[float] | None = None
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.distribution == "values" and not self.values:
+            raise ValueError("distribution 'values' needs a non-empty 'values' list")
+        return self
+
+
+class Neurons(_Model):
+    count: int = Field(100, ge=1)
+    frequency: Distribution = Distribution(distribution="normal", center=1.0, width=0.1)
+    initial_phase: InitialPhase = InitialPhase()
+
+
+class Glia(_Model):
+    ratio: float = Field(0.0, ge=0.0, description="glia per neuron; G = round(ratio * N)")
+    frequency: Distribution = Distribution(distribution="constant", center=0.1)
+    initial_phase: InitialPhase = InitialPhase()
+    coupling_to_neurons: float = 0.0  # c_gn
+    coupling_from_neurons: float = 0.0  # c_ng
+    coupling: float = 0.0  # k_gg
+    topology: Literal["all_to_all", "domains"] = "all_to_all"
+
+
+class Topology(_Model):
+    kind: Literal[
+        "all_to_all", "erdos_renyi", "watts_strogatz", "barabasi_albert", "modular", "edgelist", "graphml"
+    ] = "all_to_all"
+    p: float | None = Field(None, ge=0.0, le=1.0)
+    k: int | None = Field(None, ge=1)
+    m: int | None = Field(None, ge=1)
+    modules: int | None = Field(None, ge=1)
+    p_in: float | None = Field(None, ge=0.0, le=1.0)
+    p_out: float | None = Field(None, ge=0.0, le=1.0)
+    path: str | None = None
+    directed: bool = False
+
+    @model_validator(mode="after")
+    def _check(self):
+        need = {
+            "erdos_renyi": ("p",),
+            "watts_strogatz": ("k", "p"),
+            "barabasi_albert": ("m",),
+            "modular": ("modules", "p_in", "p_out"),
+            "edgelist": ("path",),
+            "graphml": ("path",),
+        }.get(self.kind, ())
+        missing = [key for key in need if getattr(self, key) is None]
+        if missing:
+            raise ValueError(f"kind '{self.kind}' needs {', '.join(missing)}")
+        if self.directed and self.kind not in ("erdos_renyi", "edgelist", "graphml"):
+            raise ValueError(f"directed: true is supported for erdos_renyi, edgelist and graphml, not '{self.kind}'")
+        return self
+
+
+class Coupling(_Model):
+    strength: float = 1.0  # k
+    a: float = 1.0
+    b: float = 0.0
+    phase_lag: float = 0.0  # rad; per-edge lags come from edgelist/graphml files
+    backend: Literal["auto", "mean_field", "dense", "sparse"] = "auto"
+
+
+class Noise(_Model):
+    neurons: float = Field(0.0, ge=0.0)
+    glia: float = Field(0.0, ge=0.0)
+
+
+class Drive(_Model):
+    """External drive u_i(t) = amplitude * sin(frequency * t + phase) on the target neurons (rad/time)."""
+
+    kind: Literal["none", "constant", "sinusoid"] = "none"
+    amplitude: float = 0.0
+    frequency: float = 0.0
+    phase: float = 0.0
+    targets: list[int] | None = None  # neuron indices; None = all
+
+    @field_validator("targets")
+    @classmethod
+    def _nonneg(cls, v):
+        if v is not None and any(i < 0 for i in v):
+            raise ValueError("neuron indices must be >= 0")
+        return v
+
+
+class Solver(_Model):
+    method: str = "rk4"
+    dt: float = Field(0.01, gt=0.0)
+    duration: float = Field(10.0, gt=0.0)
+    rtol: float = Field(1e-6, gt=0.0)
+    atol: float = Field(1e-8, gt=0.0)
+    backend: Literal["auto", "native", "torchdiffeq"] = "auto"
+
+
+class Record(_Model):
+    every: float = Field(0.1, gt=0.0)
+    phases: bool = True
+
+
+class Config(_Model):
+    """A whole run. Every key is documented in README (config reference)."""
+
+    name: str = "run"
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["float32", "float64"] = "float64"
+    replicas: int = Field(1, ge=1)
+    model: str = "glial_neural"
+    neurons: Neurons = Neurons()
+    glia: Glia = Glia()
+    topology: Topology = Topology()
+    coupling: Coupling = Coupling()
+    noise: Noise = Noise()
+    drive: Drive = Drive()
+    solver: Solver = Solver()
+    record: Record = Record()
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v):
+        if not v or any(c in v for c in "/\\\0") or v.startswith("."):
+            raise ValueError("must be a non-empty file-name-safe string (no '/', no leading '.')")
+        return v
+
+    @model_validator(mode="after")
+    def _cross(self):
+        n = self.neurons.count
+        g = self.glia_count
+        for path, dist, count in (
+            ("neurons.frequency", self.neurons.frequency, n),
+            ("glia.frequency", self.glia.frequency, g),
+        ):
+            if dist.distribution == "values" and count > 0 and len(dist.values) != count:
+                raise _Keyed(f"{path}.values", f"expected {count} values (one per oscillator), found {len(dist.values)}")
+        for path, init, count in (
+            ("neurons.initial_phase", self.neurons.initial_phase, n),
+            ("glia.initial_phase", self.glia.initial_phase, g),
+        ):
+            if init.distribution == "values" and count > 0 and len(init.values) != count:
+                raise _Keyed(f"{path}.values", f"expected {count} values (one per oscillator), found {len(init.values)}")
+        if self.drive.targets is not None and any(i >= n for i in self.drive.targets):
+            raise _Keyed("drive.targets", f"neuron index out of range: neurons.count is {n}")
+        from .solvers import check_method
+
+        noisy = self.noise.neurons > 0 or (self.noise.glia > 0 and self.glia_count > 0)
+        try:
+            check_method(self.solver.method, noisy, self.solver.backend)
+        except ValueError as exc:
+            raise _Keyed("solver.method", str(exc)) from None
+        steps = self.record.every / self.solver.dt
+        if abs(steps - round(steps)) > 1e-9 * max(1.0, steps) or round(steps) < 1:
+            raise _Keyed("record.every", f"must be a whole multiple of solver.dt={self.solver.dt}, found {self.record.every}")
+        if self.n_records < 1:
+            raise _Keyed("solver.duration", f"must be at least record.every={self.record.every}, found {self.solver.duration}")
+        if self.topology.kind == "modular" and self.topology.modules > n:
+            raise _Keyed("topology.modules", f"must be <= neurons.count={n}, found {self.topology.modules}")
+        return self
+
+    @property
+    def glia_count(self) -> int:
+        return int(round(self.glia.ratio * self.neurons.count))
+
+    @property
+    def steps_per_record(self) -> int:
+        return int(round(self.record.every / self.solver.dt))
+
+    @property
+    def n_records(self) -> int:
+        """Records after the initial one: floor(duration / every)."""
+        return int(math.floor(self.solver.duration / self.record.every + 1e-9))
+
+
+class _Keyed(ValueError):
+    """A cross-field error that names its own key path."""
+
+    def __init__(self, key: str, msg: str):
+        super().__init__(msg)
+        self.key = key
+        self.msg = msg
+
+
+# ----------------------------------------------------------------------------------------------- loading
+def _yaml_error(source: str, exc: yaml.YAMLError) -> ConfigError:
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    where = f"{source}:{mark.line + 1}" if mark is not None else source
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    if isinstance(exc, yaml.constructor.ConstructorError):
+        problem = f"{problem} (YAML tags are not allowed in dgnn configs)"
+    return ConfigError(f"{where}: YAML error: {problem}")
+
+
+def _key_lines(text: str) -> dict[str, int]:
+    """Dotted key path -> 1-based line in the YAML text (best effort, for error messages)."""
+    out: dict[str, int] = {}
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return out
+
+    def walk(node, prefix):
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                key = f"{prefix}.{k.value}" if prefix else str(k.value)
+                out[key] = k.start_mark.line + 1
+                walk(v, key)
+
+    walk(root, "")
+    return out
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """'a.b.c=value' -> (['a','b','c'], value parsed as a YAML scalar)."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected key.path=value (for example --set coupling.strength=2.0)")
+    key, raw = text.split("=", 1)
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise ConfigError(f"--set {text!r}: empty key in path {key!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {key}: value {raw!r} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    return parts, value
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Set each 'key.path=value' into a nested dict (copying), creating mappings as needed."""
+    import copy
+
+    data = copy.deepcopy(data)
+    for text in overrides or []:
+        parts, value = parse_override(text)
+        node = data
+        for i, part in enumerate(parts[:-1]):
+            nxt = node.get(part)
+            if nxt is None:
+                nxt = node[part] = {}
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"--set {text}: {'.'.join(parts[: i + 1])} is a value, not a section")
+            node = nxt
+        node[parts[-1]] = value
+    return data
+
+
+def _format_validation(exc: ValidationError, source: str, lines: dict[str, int]) -> ConfigError:
+    msgs = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"] if not str(p).startswith("function-after")]
+        ctx_err = (err.get("ctx") or {}).get("error")
+        if isinstance(ctx_err, _Keyed):
+            key, msg = ctx_err.key, ctx_err.msg
+        else:
+            key = ".".join(loc) or "(top level)"
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key (check the spelling against the README config reference)"
+            elif "input" in err and err["type"] not in ("missing",) and not isinstance(err["input"], dict):
+                msg = f"{msg}, found {err['input']!r}"
+        line = lines.get(key)
+        where = f"{source}:{line}" if line else source
+        msgs.append(f"{where}: {key}: {msg}")
+    return ConfigError(msgs[0] + (f" (and {len(msgs) - 1} more)" if len(msgs) > 1 else ""))
+
+
+def config_from_dict(data: dict, source: str = "<config>", text: str | None = None) -> Config:
+    """Validate a plain dict into a Config; errors name the dotted key path (and the line when text is given)."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of keys at the top level, found {type(data).__name__}")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise _format_validation(exc, source, _key_lines(text) if text else {}) from None
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+    """Read a YAML file (safe loader), apply 'key.path=value' overrides and validate."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc.__class__.__name__})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise _yaml_error(str(path), exc) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level, found {type(data).__name__}")
+    data = apply_overrides(data, overrides or [])
+    topo = data.get("topology")
+    if isinstance(topo, dict) and isinstance(topo.get("path"), str):
+        # file paths in a config are relative to the config file; the resolved config stores them absolute
+        p = Path(topo["path"]).expanduser()
+        topo["path"] = str(p if p.is_absolute() else (path.parent / p).resolve())
+    return config_from_dict(data, str(path), text)
+
+
+def config_to_yaml(cfg: Config) -> str:
+    """The fully resolved config as YAML text (every default written out)."""
+    return yaml.safe_dump(cfg.model_dump(mode="python"), sort_keys=False, default_flow_style=False, width=120)
+
+
+def config_from_yaml_text(text: str, source: str = "<stored config>") -> Config:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise _yaml_error(source, exc) from None
+    return config_from_dict(data, source, text)

@@ -1,0 +1,135 @@
+"""Coupling backends: sum_j K_ij sum_m A_m sin(m (theta_j - theta_i - alpha_ij)) for a (B, N) batch of phases.
+
+All backends compute the same quantity; they differ in cost: mean field O(N) (all_to_all, unit weights, global lag),
+dense matmul O(N^2), sparse CSR O(E). `make_backend` picks one by structure.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import torch
+
+from .errors import ConfigError
+from .topology import Graph
+
+DENSE_MAX_N = 1024  # at or below this size a dense matmul beats sparse bookkeeping whatever the density
+DENSE_MIN_DENSITY = 0.05
+
+
+class Trig:
+    """cos(m theta), sin(m theta) computed once per evaluation and shared by every term that needs them."""
+
+    def __init__(self, theta: torch.Tensor):
+        self.theta = theta  # (B, N)
+        self._cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def __call__(self, m: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if m not in self._cache:
+            if m == 1:
+                self._cache[1] = (torch.cos(self.theta), torch.sin(self.theta))
+            elif m == 2:
+                c, s = self(1)
+                self._cache[2] = (c * c - s * s, 2.0 * c * s)  # double angle: no extra transcendental calls
+            else:
+                self._cache[m] = (torch.cos(m * self.theta), torch.sin(m * self.theta))
+        return self._cache[m]
+
+
+class MeanField:
+    """All-to-all with K_ij = k / N (i != j): sum_j sin(m(theta_j - theta_i - alpha)) = N Im(Z_m e^{-im(theta_i+alpha)}) - sin(-m alpha)."""
+
+    name = "mean_field"
+
+    def __init__(self, n: int, strength: float, harmonics, lag: float):
+        self.n = n
+        self.terms = [(m, strength * amp, math.cos(m * lag), math.sin(m * lag)) for m, amp in harmonics]
+        # the identity includes the j = i term, A_m sin(-m alpha); K has no self-coupling, so take it back out
+        self.self_term = sum(ka * math.sin(m * lag) for m, ka, _, _ in self.terms) / n
+
+    def __call__(self, trig: Trig) -> torch.Tensor:
+        out = None
+        for m, ka, cl, sl in self.terms:
+            c, s = trig(m)  # (B, N)
+            zx, zy = c.mean(dim=1, keepdim=True), s.mean(dim=1, keepdim=True)  # (B, 1) Re, Im of Z_m
+            wx, wy = zx * cl + zy * sl, zy * cl - zx * sl  # Z_m e^{-i m alpha}
+            term = (ka * wy) * c - (ka * wx) * s  # Im(W e^{-i m theta_i})
+            out = term if out is None else out + term
+        if out is None:
+            return torch.zeros_like(trig.theta)
+        return out + self.self_term if self.self_term else out
+
+
+class Matrix:
+    """K as a dense or sparse CSR matrix; a global lag folds into the rotation, per-edge lags use K cos(m a), K sin(m a)."""
+
+    def __init__(self, graph: Graph, strength: float, harmonics, lag: float, sparse: bool, device, dtype):
+        self.name = "sparse" if sparse else "dense"
+        self.n = graph.n
+        self.sparse = sparse
+        tgt, src, w = graph.edges()
+        w = w * (strength / graph.normaliser)
+        self.terms = []
+        for m, amp in harmonics:
+            if graph.lag is None:
+                mats = (self._matrix(tgt, src, amp * w, device, dtype),)
+                self.terms.append((m, mats, math.cos(m * lag), math.sin(m * lag)))
+            else:
+                alpha = m * (graph.lag + lag)
+                kc = self._matrix(tgt, src, amp * w * np.cos(alpha), device, dtype)
+                ks = self._matrix(tgt, src, amp * w * np.sin(alpha), device, dtype)
+                self.terms.append((m, (kc, ks), None, None))
+
+    def _matrix(self, tgt, src, val, device, dtype):
+        n = self.n
+        if self.sparse:
+            coo = torch.sparse_coo_tensor(
+                torch.as_tensor(np.stack([tgt, src])), torch.as_tensor(val), (n, n), check_invariants=True
+            ).coalesce()  # duplicate edges add up
+            with warnings.catch_warnings():  # CSR is marked beta; spmm on it is what we need and is tested
+                warnings.simplefilter("ignore", UserWarning)
+                return coo.to_sparse_csr().to(device=device, dtype=dtype)
+        k = np.zeros((n, n))
+        np.add.at(k, (tgt, src), val)
+        return torch.as_tensor(k.T.copy(), device=device, dtype=dtype)  # stored transposed: X @ K^T
+
+    def _apply(self, mat, x: torch.Tensor) -> torch.Tensor:
+        """(R, N) -> (R, N): rows of x times K^T."""
+        if self.sparse:
+            return torch.sparse.mm(mat, x.T.contiguous()).T
+        return x @ mat
+
+    def __call__(self, trig: Trig) -> torch.Tensor:
+        out = None
+        for m, mats, cl, sl in self.terms:
+            c, s = trig(m)  # (B, N)
+            b = c.shape[0]
+            if cl is not None:
+                ks, kc = self._apply(mats[0], torch.cat([s, c], dim=0)).split(b)  # (B, N) each: K s, K c
+                term = c * ks - s * kc if (cl == 1.0 and sl == 0.0) else cl * (c * ks - s * kc) - sl * (s * ks + c * kc)
+            else:
+                both = torch.cat([s, c], dim=0)
+                ps, pc = self._apply(mats[0], both).split(b)  # Kc s, Kc c
+                qs, qc = self._apply(mats[1], both).split(b)  # Ks s, Ks c
+                term = (c * ps - s * pc) - (c * qc + s * qs)
+            out = term if out is None else out + term
+        return torch.zeros_like(trig.theta) if out is None else out
+
+
+def make_backend(graph: Graph, strength: float, harmonics, lag: float, choice: str, device, dtype):
+    """Pick the coupling backend by structure ('auto') or as asked; refuse mean field where its identity fails."""
+    if choice == "mean_field" or (choice == "auto" and graph.implicit):
+        if not graph.implicit:
+            raise ConfigError(
+                f"coupling.backend: mean_field needs topology.kind: all_to_all without weights or per-edge lags, "
+                f"found {graph.kind}; use auto, dense or sparse"
+            )
+        return MeanField(graph.n, strength, harmonics, lag)
+    if choice == "auto":
+        sparse = graph.n > DENSE_MAX_N and graph.density < DENSE_MIN_DENSITY
+    else:
+        sparse = choice == "sparse"
+    if not sparse and graph.n > 40000:
+        raise ConfigError(f"coupling.backend: dense needs an N x N matrix; N={graph.n} is too large, use sparse")
+    return Matrix(graph, strength, harmonics, lag, sparse, device, dtype)

@@ -1,0 +1,13 @@
+"""Exceptions that the CLI turns into exit codes: user input (2), failed runs (1)."""
+
+
+class DgnnError(Exception):
+    """Base class of every error dgnn raises on purpose."""
+
+
+class ConfigError(DgnnError, ValueError):
+    """Bad user input: a config key, an override, a file. The CLI prints one line and exits 2."""
+
+
+class SimulationFailed(DgnnError, RuntimeError):
+    """A run that cannot go on (a state turned non-finite). The CLI exits 1."""

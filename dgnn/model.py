@@ -1,0 +1,203 @@
+"""Vector fields (drift and additive noise) over the state y = [theta (N), psi (G)] of B replicas, and their registry."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+import numpy as np
+import torch
+
+from .config import Config
+from .coupling import MeanField, Trig, make_backend
+from .errors import ConfigError
+from .potentials import HKB, KURAMOTO
+from .topology import Graph, build_graph, domains
+
+
+class VectorField(Protocol):
+    """What a registered model provides: drift f(t, y) and the per-component noise amplitude sigma (additive Ito)."""
+
+    n_neurons: int
+    n_glia: int
+    sigma: torch.Tensor  # (N + G,)
+
+    def __call__(self, t: float, y: torch.Tensor) -> torch.Tensor: ...
+
+
+VECTOR_FIELDS: dict[str, Callable] = {}
+
+
+def register_vector_field(name: str):
+    """Decorator: make `cls.from_config(cfg, device, dtype, rng)` available as `model: name` in configs."""
+
+    def deco(cls):
+        VECTOR_FIELDS[name] = cls
+        return cls
+
+    return deco
+
+
+@dataclass(frozen=True)
+class SinusoidDrive:
+    """u_i(t) = amplitude * sin(frequency * t + phase) on a neuron mask (rad per time unit); frequency 0 = constant."""
+
+    amplitude: float
+    frequency: float
+    phase: float
+    mask: torch.Tensor  # (N,) 0/1
+
+    def __call__(self, t: float) -> torch.Tensor:
+        return (self.amplitude * np.sin(self.frequency * t + self.phase)) * self.mask  # (N,)
+
+
+class DomainMeans:
+    """Mean of e^{i x} over each glial domain: (B, n) -> (B, n_domains), by scatter-add (O(n))."""
+
+    def __init__(self, index: np.ndarray, n_domains: int, device, dtype):
+        self.index = torch.as_tensor(index, device=device)
+        counts = np.bincount(index, minlength=n_domains).astype(float)
+        self.inv = torch.as_tensor(1.0 / np.maximum(counts, 1.0), device=device, dtype=dtype)  # empty domain -> 0
+        self.n_domains = n_domains
+
+    def __call__(self, c: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        b = c.shape[0]
+        both = torch.zeros(2 * b, self.n_domains, device=c.device, dtype=c.dtype)
+        both.index_add_(1, self.index, torch.cat([c, s], dim=0))
+        x, y = (both * self.inv).split(b)
+        return x, y  # (B, D) each
+
+
+@register_vector_field("glial_neural")
+class GlialNeuralField:
+    """MODEL.md drift: neurons theta' = omega + H(theta) + c_gn <sin(psi - theta)>_domain + u(t);
+    glia psi' = nu + k_gg sum Kg sin(psi_h - psi_g) + c_ng <sin(theta - psi)>_domain."""
+
+    def __init__(
+        self,
+        omega: torch.Tensor,  # (B, N) rad/time
+        nu: torch.Tensor,  # (B, G) rad/time
+        neuron_coupling,  # backend: Trig -> (B, N)
+        glia_coupling=None,  # backend: Trig -> (B, G), already scaled by k_gg
+        neuron_domain: np.ndarray | None = None,  # (N,)
+        glia_domain: np.ndarray | None = None,  # (G,)
+        n_domains: int = 0,
+        c_gn: float = 0.0,
+        c_ng: float = 0.0,
+        drive: Callable[[float], torch.Tensor] | None = None,
+        sigma_neurons: float = 0.0,
+        sigma_glia: float = 0.0,
+    ):
+        self.omega, self.nu = omega, nu
+        self.n_neurons, self.n_glia = omega.shape[1], nu.shape[1]
+        self.neuron_coupling, self.glia_coupling = neuron_coupling, glia_coupling
+        self.c_gn, self.c_ng = c_gn, c_ng
+        self.drive = drive
+        dev, dt = omega.device, omega.dtype
+        if self.n_glia and (c_gn or c_ng):
+            self.neuron_dom = DomainMeans(neuron_domain, n_domains, dev, dt)
+            self.glia_dom = DomainMeans(glia_domain, n_domains, dev, dt)
+            self.neuron_dom_idx = torch.as_tensor(neuron_domain, device=dev)
+            self.glia_dom_idx = torch.as_tensor(glia_domain, device=dev)
+        self.sigma = torch.cat(
+            [torch.full((self.n_neurons,), sigma_neurons), torch.full((self.n_glia,), sigma_glia)]
+        ).to(device=dev, dtype=dt)  # (N + G,)
+
+    def __call__(self, t: float, y: torch.Tensor) -> torch.Tensor:
+        n = self.n_neurons
+        theta = y[:, :n]  # (B, N)
+        trig = Trig(theta)
+        dtheta = self.omega + self.neuron_coupling(trig)  # (B, N)
+        if self.drive is not None:
+            dtheta = dtheta + self.drive(float(t))
+        if not self.n_glia:
+            return dtheta
+        psi = y[:, n:]  # (B, G)
+        gtrig = Trig(psi)
+        dpsi = self.nu if self.glia_coupling is None else self.nu + self.glia_coupling(gtrig)
+        if self.c_gn or self.c_ng:
+            c, s = trig(1)
+            gc, gs = gtrig(1)
+            if self.c_gn:  # mean over the domain's glia of sin(psi_g - theta_i) = Im(Zg e^{-i theta_i})
+                zx, zy = self.glia_dom(gc, gs)  # (B, D)
+                zx, zy = zx[:, self.neuron_dom_idx], zy[:, self.neuron_dom_idx]  # (B, N)
+                dtheta = dtheta + self.c_gn * (zy * c - zx * s)
+            if self.c_ng:  # mean over the domain's neurons of sin(theta_i - psi_g)
+                zx, zy = self.neuron_dom(c, s)
+                zx, zy = zx[:, self.glia_dom_idx], zy[:, self.glia_dom_idx]  # (B, G)
+                dpsi = dpsi + self.c_ng * (zy * gc - zx * gs)
+        return torch.cat([dtheta, dpsi], dim=1)  # (B, N + G)
+
+    # ------------------------------------------------------------------------------------------ construction
+    @classmethod
+    def from_config(cls, cfg: Config, device, dtype, rng: np.random.Generator, graph: Graph | None = None):
+        """Build from a validated config: graph, frequencies (seeded rng), domains, backends, drive."""
+        from .sampling import sample_frequencies
+
+        n, g, b = cfg.neurons.count, cfg.glia_count, cfg.replicas
+        graph = graph if graph is not None else build_graph(cfg.topology, n, cfg.seed)
+        potential = HKB(cfg.coupling.a, cfg.coupling.b)
+        neuron_coupling = make_backend(
+            graph, cfg.coupling.strength, potential.harmonics, cfg.coupling.phase_lag, cfg.coupling.backend, device, dtype
+        )
+        omega = sample_frequencies(cfg.neurons.frequency, n, b, rng)
+        nu = sample_frequencies(cfg.glia.frequency, g, b, rng)
+        n_domains = min(n, g)
+        mods = graph.modules
+        neuron_domain = domains(n, n_domains, mods)
+        glia_domain = domains(g, n_domains, None) if g else np.zeros(0, dtype=np.int64)
+        glia_coupling = None
+        if g and cfg.glia.coupling:
+            if cfg.glia.topology == "all_to_all":
+                glia_coupling = MeanField(g, cfg.glia.coupling, KURAMOTO.harmonics, 0.0)
+            else:
+                glia_coupling = make_backend(
+                    domain_graph(graph, neuron_domain, glia_domain, n_domains),
+                    cfg.glia.coupling, KURAMOTO.harmonics, 0.0, "auto", device, dtype,
+                )
+        drive = None
+        if cfg.drive.kind != "none":
+            mask = torch.zeros(n, device=device, dtype=dtype)
+            mask[cfg.drive.targets if cfg.drive.targets is not None else slice(None)] = 1.0
+            freq = 0.0 if cfg.drive.kind == "constant" else cfg.drive.frequency
+            phase = np.pi / 2 if cfg.drive.kind == "constant" else cfg.drive.phase  # sin(pi/2) = 1
+            drive = SinusoidDrive(cfg.drive.amplitude, freq, phase, mask)
+        field = cls(
+            omega=torch.as_tensor(omega, device=device, dtype=dtype),
+            nu=torch.as_tensor(nu, device=device, dtype=dtype),
+            neuron_coupling=neuron_coupling,
+            glia_coupling=glia_coupling,
+            neuron_domain=neuron_domain,
+            glia_domain=glia_domain,
+            n_domains=n_domains,
+            c_gn=cfg.glia.coupling_to_neurons,
+            c_ng=cfg.glia.coupling_from_neurons,
+            drive=drive,
+            sigma_neurons=cfg.noise.neurons,
+            sigma_glia=cfg.noise.glia,
+        )
+        field.graph = graph
+        field.neuron_domain, field.glia_domain = neuron_domain, glia_domain
+        return field
+
+
+def domain_graph(graph: Graph, neuron_domain: np.ndarray, glia_domain: np.ndarray, n_domains: int) -> Graph:
+    """Glia graph: glia g, h are linked when a neuron edge joins their domains (or they share a domain)."""
+    adjacent = np.ones((n_domains, n_domains), dtype=bool)  # all_to_all joins every pair of domains
+    if not graph.implicit:
+        adjacent[:] = False
+        adjacent[neuron_domain[graph.target], neuron_domain[graph.source]] = True
+        np.fill_diagonal(adjacent, True)
+    linked = adjacent[np.ix_(glia_domain, glia_domain)]  # (G, G)
+    np.fill_diagonal(linked, False)
+    tgt, src = np.nonzero(linked)
+    e, n = tgt.size, glia_domain.size
+    return Graph(n, "domains", tgt.astype(np.int64), src.astype(np.int64), np.ones(e), None, None, e / n if e else 1.0)
+
+
+def build_field(cfg: Config, device, dtype, rng: np.random.Generator):
+    """Instantiate the registered vector field named by `cfg.model`."""
+    try:
+        cls = VECTOR_FIELDS[cfg.model]
+    except KeyError:
+        raise ConfigError(f"model: unknown vector field {cfg.model!r}; registered: {', '.join(sorted(VECTOR_FIELDS))}") from None
+    return cls.from_config(cfg, device, dtype, rng)

@@ -1,0 +1,311 @@
+"""A simulation built from a config: state, record-by-record integration, metrics; and `run`/`resume` to a trace."""
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import time as _time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .config import Config, config_from_yaml_text, config_to_yaml
+from .errors import ConfigError, SimulationFailed
+from .model import DomainMeans, build_field
+from .sampling import sample_phases
+from .solvers import GaussianIncrements, solve
+from .traces import Series, TraceWriter
+from .version import __version__
+
+TWO_PI = 2.0 * math.pi
+FLUSH_BYTES = 8 << 20  # write buffered records at least this often ...
+FLUSH_SECONDS = 2.0  # ... or this often, whichever comes first
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> cuda when available, else cpu; 'cuda' without a GPU is a config error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device: 'cuda' requested but no CUDA device is available; use device: auto or cpu")
+    return torch.device(name)
+
+
+class Simulation:
+    """State y = [theta, psi] (B, N + G) kept in [-pi, pi) with whole turns counted apart, advanced record by record."""
+
+    def __init__(self, cfg: Config, device: str | torch.device | None = None):
+        self.cfg = cfg
+        self.device = torch.device(device) if device is not None else resolve_device(cfg.device)
+        self.dtype = torch.float64 if cfg.dtype == "float64" else torch.float32
+        params, init, noise = np.random.SeedSequence(cfg.seed).spawn(3)
+        self.field = build_field(cfg, self.device, self.dtype, np.random.default_rng(params))
+        self.n, self.g, self.b = self.field.n_neurons, self.field.n_glia, cfg.replicas
+        rng = np.random.default_rng(init)
+        y0 = np.concatenate(
+            [
+                sample_phases(cfg.neurons.initial_phase, self.n, self.b, rng),
+                sample_phases(cfg.glia.initial_phase, self.g, self.b, rng),
+            ],
+            axis=1,
+        )
+        self.y = torch.as_tensor(y0, device=self.device, dtype=self.dtype)  # (B, N + G)
+        self.turns = torch.zeros(self.y.shape, device=self.device, dtype=torch.int64)  # whole turns removed so far
+        self._wrap()
+        self.initial = self.unwrapped().cpu().numpy()  # (B, N + G) phases at t = 0
+        self.noise = GaussianIncrements(int(noise.generate_state(1)[0]), self.device)
+        self.noisy = bool((self.field.sigma > 0).any())
+        self.record = 0  # index of the current record; t = record * record.every
+        modules = getattr(self.field.graph, "modules", None)
+        self.modules = DomainMeans(modules, int(modules.max()) + 1, self.device, self.dtype) if modules is not None else None
+
+    # ------------------------------------------------------------------------------------------------ stepping
+    @property
+    def t(self) -> float:
+        return self.record * self.cfg.record.every
+
+    def _wrap(self) -> None:
+        k = torch.floor((self.y + math.pi) / TWO_PI)  # (B, N + G)
+        self.y = self.y - TWO_PI * k
+        self.turns += k.to(torch.int64)
+
+    def advance(self) -> None:
+        """Integrate one record interval (whole solver steps), then reduce phases to [-pi, pi)."""
+        s = self.cfg.solver
+        t0, t1 = self.t, (self.record + 1) * self.cfg.record.every
+        out = solve(
+            self.field, self.y, [t0, t1], method=s.method, dt=s.dt, rtol=s.rtol, atol=s.atol,
+            diffusion=self.field.sigma if self.noisy else None, noise=self.noise if self.noisy else None,
+            backend=s.backend,
+        )
+        if not bool(torch.isfinite(out[-1]).all()):
+            self._fail(t0, t1, out[-1])
+        self.y = out[-1]
+        self.record += 1
+        self._wrap()
+
+    def _fail(self, t0: float, t1: float, y1: torch.Tensor) -> None:
+        """Name the population that went non-finite and the fastest component at the last finite state (its likely
+        origin: within one step a non-finite value spreads to every coupled oscillator)."""
+        bad = ~torch.isfinite(y1)  # (B, N + G)
+        pops = [p for p, part in (("neurons", bad[:, : self.n]), ("glia", bad[:, self.n:])) if bool(part.any())]
+        speed = self.field(t0, self.y).abs().nan_to_num(nan=float("inf"))  # (B, N + G)
+        b, i = divmod(int(speed.argmax()), speed.shape[1])
+        who = f"neuron {i}" if i < self.n else f"glia {i - self.n}"
+        raise SimulationFailed(
+            f"{' and '.join(pops)} state turned non-finite between t={t0:g} and t={t1:g}; fastest at t={t0:g}: "
+            f"replica {b}, {who} (|dphase/dt| = {float(speed[b, i]):.3g} rad/time); "
+            f"reduce solver.dt or check drive and coupling magnitudes"
+        )
+
+    def unwrapped(self) -> torch.Tensor:
+        """(B, N + G) continuous phases in radians, float64."""
+        return self.y.double() + TWO_PI * self.turns.double()
+
+    # ------------------------------------------------------------------------------------------------ records
+    def series(self) -> list[Series]:
+        """What each record holds (the trace layout)."""
+        cfg, b, n, g = self.cfg, self.b, self.n, self.g
+        dt = "float64" if self.dtype == torch.float64 else "float32"
+        out = [Series("time", (), "float64", {"units": "time (dimensionless)"})]
+        if cfg.record.phases:
+            out.append(Series("neurons/phase", (b, n), dt, {"units": "rad", "wrapped": 0, "dims": "time, replica, neuron"}))
+            if g:
+                out.append(Series("glia/phase", (b, g), dt, {"units": "rad", "wrapped": 0, "dims": "time, replica, glia"}))
+        r = {"units": "1", "dims": "time, replica"}
+        psi = {"units": "rad", "dims": "time, replica"}
+        out += [Series("metrics/order_parameter", (b,), dt, r), Series("metrics/mean_phase", (b,), dt, psi)]
+        if g:
+            out += [Series("metrics/glia_order_parameter", (b,), dt, r), Series("metrics/glia_mean_phase", (b,), dt, psi)]
+        if self.modules is not None:
+            out.append(
+                Series("metrics/module_order_parameter", (b, self.modules.n_domains), dt,
+                       {"units": "1", "dims": "time, replica, module"})
+            )
+        return out
+
+    def snapshot(self) -> dict[str, np.ndarray]:
+        """The current record: time, unwrapped phases and order parameters."""
+        n = self.n
+        rec = {"time": np.float64(self.t)}
+        if self.cfg.record.phases:
+            un = self.unwrapped().to(self.dtype).cpu().numpy()
+            rec["neurons/phase"] = un[:, :n]
+            if self.g:
+                rec["glia/phase"] = un[:, n:]
+
+        def order(x):
+            z = torch.complex(torch.cos(x).mean(1), torch.sin(x).mean(1))  # (B,)
+            return z.abs().cpu().numpy(), z.angle().cpu().numpy()
+
+        rec["metrics/order_parameter"], rec["metrics/mean_phase"] = order(self.y[:, :n])
+        if self.g:
+            rec["metrics/glia_order_parameter"], rec["metrics/glia_mean_phase"] = order(self.y[:, n:])
+        if self.modules is not None:
+            th = self.y[:, :n]
+            x, y = self.modules(torch.cos(th), torch.sin(th))
+            rec["metrics/module_order_parameter"] = torch.sqrt(x * x + y * y).cpu().numpy()
+        return rec
+
+    def static(self) -> dict[str, tuple[np.ndarray, dict]]:
+        """Arrays fixed for the whole run, written once."""
+        f = self.field
+        out = {
+            "neurons/frequency": (f.omega.cpu().numpy(), {"units": "rad / time", "dims": "replica, neuron"}),
+            "neurons/initial_phase": (self.initial[:, : self.n], {"units": "rad"}),
+            "neurons/domain": (np.asarray(f.neuron_domain), {"units": "glial domain index"}),
+        }
+        if f.graph.modules is not None:
+            out["neurons/module"] = (np.asarray(f.graph.modules), {"units": "module index"})
+        if self.g:
+            out["glia/frequency"] = (f.nu.cpu().numpy(), {"units": "rad / time", "dims": "replica, glia"})
+            out["glia/initial_phase"] = (self.initial[:, self.n:], {"units": "rad"})
+            out["glia/domain"] = (np.asarray(f.glia_domain), {"units": "glial domain index"})
+        if not f.graph.implicit:
+            edges = np.stack([f.graph.source, f.graph.target], axis=1)
+            out["topology/edges"] = (edges, {"dims": "edge, (source, target)", "meaning": "source drives target"})
+            out["topology/weight"] = (f.graph.weight, {"units": "1 (before strength / normaliser)"})
+        return out
+
+    # ------------------------------------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return {
+            "y": self.y.cpu().numpy(),
+            "turns": self.turns.cpu().numpy(),
+            "record": np.int64(self.record),
+            "rng_state": self.noise.state().cpu().numpy(),
+        }
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        self.y = torch.as_tensor(state["y"], device=self.device, dtype=self.dtype)
+        self.turns = torch.as_tensor(state["turns"], device=self.device, dtype=torch.int64)
+        self.record = int(state["record"])
+        self.noise.set_state(torch.as_tensor(state["rng_state"], dtype=torch.uint8))
+
+
+# ---------------------------------------------------------------------------------------------------- runs
+@dataclass(frozen=True)
+class RunResult:
+    path: Path  # the trace file
+    status: str  # complete | interrupted | failed
+    records: int  # rows in the trace
+    message: str = ""
+
+
+OWNED = ("trace.h5", "config.yaml", "summary.json")
+
+
+def default_run_dir(cfg: Config, root: str | Path = "outputs") -> Path:
+    """outputs/<name>-<timestamp>, with -2, -3... if that exists already."""
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = Path(root) / f"{cfg.name}-{stamp}"
+    path, i = base, 1
+    while path.exists():
+        i += 1
+        path = base.with_name(f"{base.name}-{i}")
+    return path
+
+
+def prepare_run_dir(out: Path, overwrite: bool) -> None:
+    """Create the run folder; refuse a non-empty one unless overwrite (which removes only dgnn's own files)."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: exists and is not a directory")
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise ConfigError(f"--out {out}: directory is not empty; pass --overwrite to replace its run, or --resume {out} to continue it")
+        for name in OWNED:
+            (out / name).unlink(missing_ok=True)
+        figs = out / "figures"
+        if figs.is_dir():
+            for png in figs.glob("*.png"):
+                png.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def _loop(sim: Simulation, writer: TraceWriter, should_stop, progress: bool) -> RunResult:
+    from .progress import Progress
+
+    total = sim.cfg.n_records
+    bar = Progress(total=total, initial=sim.record, enabled=progress, unit="rec", desc=sim.cfg.name)
+    last_flush = _time.monotonic()
+    try:
+        while sim.record < total:
+            sim.advance()
+            writer.append(sim.snapshot())
+            bar.update(1)
+            now = _time.monotonic()
+            stop = should_stop is not None and should_stop()
+            if stop or writer.pending_bytes >= FLUSH_BYTES or now - last_flush >= FLUSH_SECONDS or sim.record == total:
+                writer.flush(sim.state_dict())
+                last_flush = now
+            if stop and sim.record < total:
+                writer.set_status("interrupted", f"stopped at t={sim.t:g} of {sim.cfg.solver.duration:g}; resume with dgnn run --resume")
+                return RunResult(writer.path, "interrupted", writer.rows, "interrupted")
+        writer.set_status("complete")
+        return RunResult(writer.path, "complete", writer.rows)
+    except SimulationFailed as exc:
+        writer.flush()  # keep every finite record so far
+        writer.set_status("failed", str(exc))
+        return RunResult(writer.path, "failed", writer.rows, str(exc))
+    except BaseException as exc:
+        writer.flush()
+        writer.set_status("failed" if not isinstance(exc, KeyboardInterrupt) else "interrupted", f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        bar.close()
+        writer.close()
+
+
+def run(
+    cfg: Config,
+    out: str | Path | None = None,
+    *,
+    overwrite: bool = False,
+    progress: bool = True,
+    should_stop: Callable[[], bool] | None = None,
+    device: str | None = None,
+) -> RunResult:
+    """Simulate `cfg` into out/trace.h5 (default outputs/<name>-<timestamp>/), writing config.yaml beside it."""
+    out = Path(out) if out is not None else default_run_dir(cfg)
+    sim = Simulation(cfg, device=device)  # build first: a bad graph file must not leave an empty run folder
+    prepare_run_dir(out, overwrite)
+    text = config_to_yaml(cfg)
+    (out / "config.yaml").write_text(text, encoding="utf-8")
+    writer = TraceWriter.create(
+        out / "trace.h5", config_text=text, version=__version__, series=sim.series(), static=sim.static(),
+        attrs={"device": str(sim.device), "backend": sim.field.neuron_coupling.name},
+    )
+    writer.append(sim.snapshot())
+    writer.flush(sim.state_dict())
+    return _loop(sim, writer, should_stop, progress)
+
+
+def resume(
+    run_dir: str | Path, *, progress: bool = True, should_stop: Callable[[], bool] | None = None, device: str | None = None
+) -> RunResult:
+    """Continue an interrupted run from its last checkpoint; the finished trace equals an uninterrupted one."""
+    import h5py
+
+    run_dir = Path(run_dir)
+    path = run_dir / "trace.h5" if run_dir.is_dir() else run_dir
+    if not path.is_file():
+        raise ConfigError(f"--resume {run_dir}: no trace.h5 there")
+    try:
+        with h5py.File(path, "r") as h5:
+            status = str(h5.attrs.get("status", ""))
+            text = h5.attrs["config"]
+            ckpt = {k: v[()] for k, v in h5["checkpoint"].items()}
+            rows = int(h5["checkpoint"].attrs["rows"])
+    except (OSError, KeyError) as exc:
+        raise ConfigError(f"--resume {path}: not a resumable dgnn trace ({exc})") from None
+    if status == "complete":
+        raise ConfigError(f"--resume {path}: the run is already complete")
+    cfg = config_from_yaml_text(text, f"{path} (stored config)")
+    sim = Simulation(cfg, device=device)
+    sim.load_state_dict(ckpt)
+    if rows != sim.record + 1:
+        raise ConfigError(f"--resume {path}: checkpoint (record {sim.record}) does not match {rows} stored rows")
+    writer = TraceWriter.reopen(path, sim.series(), rows)
+    return _loop(sim, writer, should_stop, progress)

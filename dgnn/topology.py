@@ -1,0 +1,167 @@
+"""Graphs (networkx, seeded) -> a weighted coupling structure: edges j -> i with weight and optional per-edge lag."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import networkx as nx
+import numpy as np
+
+from .config import Topology
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Graph:
+    """Coupling structure of N nodes. Edge e drives target[e] from source[e]: K[target, source] = weight / D."""
+
+    n: int
+    kind: str
+    target: np.ndarray | None  # (E,) int64; None for all_to_all (implicit: every i != j)
+    source: np.ndarray | None  # (E,) int64
+    weight: np.ndarray | None  # (E,) float, unnormalised; None = all ones
+    lag: np.ndarray | None  # (E,) rad, or None (global lag from config)
+    modules: np.ndarray | None  # (N,) int module label, or None
+    normaliser: float  # D: N for all_to_all, mean (in-)degree otherwise
+
+    @property
+    def implicit(self) -> bool:
+        """All-to-all with unit weights and no per-edge lag, never materialised: the mean-field identity applies."""
+        return self.target is None
+
+    @property
+    def n_edges(self) -> int:
+        return self.n * (self.n - 1) if self.implicit else int(self.target.size)
+
+    @property
+    def density(self) -> float:
+        return self.n_edges / max(1, self.n * self.n)
+
+    def edges(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(target, source, weight) arrays, materialising all_to_all (N (N - 1) edges) when asked."""
+        if not self.implicit:
+            return self.target, self.source, self.weight
+        idx = np.arange(self.n)
+        tgt, src = np.meshgrid(idx, idx, indexing="ij")
+        off = tgt != src
+        return tgt[off], src[off], np.ones(int(off.sum()))
+
+
+def _from_nx(g: nx.Graph, n: int, kind: str, directed: bool, modules=None) -> Graph:
+    src, tgt, w, lag = [], [], [], []
+    has_lag = False
+    for u, v, data in g.edges(data=True):
+        if u == v:
+            continue
+        weight = float(data.get("weight", 1.0))
+        el = data.get("phase_lag", data.get("lag"))
+        has_lag |= el is not None
+        el = float(el) if el is not None else 0.0
+        src.append(u), tgt.append(v), w.append(weight), lag.append(el)  # u drives v
+        if not directed:
+            src.append(v), tgt.append(u), w.append(weight), lag.append(el)
+    source = np.asarray(src, dtype=np.int64)
+    target = np.asarray(tgt, dtype=np.int64)
+    # mean degree of the unweighted graph: in-degree for directed graphs, degree for undirected ones
+    degree = source.size / n
+    return Graph(
+        n=n,
+        kind=kind,
+        target=target,
+        source=source,
+        weight=np.asarray(w, dtype=float),
+        lag=np.asarray(lag, dtype=float) if has_lag else None,
+        modules=modules,
+        normaliser=degree if degree > 0 else 1.0,
+    )
+
+
+def _relabel(g: nx.Graph, n: int, where: str) -> nx.Graph:
+    """Map node labels from files to 0..n-1 (integers as given, anything else in sorted order)."""
+    nodes = list(g.nodes)
+    try:
+        ints = sorted(int(x) for x in nodes)
+        mapping = {x: int(x) for x in nodes}
+        if ints and (ints[0] < 0 or ints[-1] >= n):
+            raise ConfigError(f"{where}: node ids must be in 0..{n - 1} (neurons.count={n}), found {ints[0]}..{ints[-1]}")
+    except (TypeError, ValueError):
+        if len(nodes) > n:
+            raise ConfigError(f"{where}: {len(nodes)} nodes but neurons.count is {n}") from None
+        mapping = {x: i for i, x in enumerate(sorted(nodes, key=str))}
+    return nx.relabel_nodes(g, mapping)
+
+
+def read_edgelist(path: str, n: int, directed: bool) -> nx.Graph:
+    """Lines 'i j [weight [lag]]' ('#' comments); 'i j' means i drives j (both ways when undirected)."""
+    g = nx.DiGraph() if directed else nx.Graph()
+    g.add_nodes_from(range(n))
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ConfigError(f"topology.path: cannot read edge list {path} ({exc.strerror or exc})") from None
+    for lineno, line in enumerate(lines, 1):
+        text = line.split("#", 1)[0].strip()
+        if not text:
+            continue
+        parts = text.replace(",", " ").split()
+        try:
+            if len(parts) not in (2, 3, 4):
+                raise ValueError(f"expected 'i j [weight [lag]]', found {len(parts)} fields")
+            i, j = int(parts[0]), int(parts[1])
+            vals = [float(x) for x in parts[2:]]
+            if not all(np.isfinite(vals)):
+                raise ValueError("weight and lag must be finite")
+        except ValueError as exc:
+            raise ConfigError(f"{path}:{lineno}: {exc}: {line.strip()!r}") from None
+        if not (0 <= i < n and 0 <= j < n):
+            raise ConfigError(f"{path}:{lineno}: node id out of range 0..{n - 1} (neurons.count={n}): {line.strip()!r}")
+        attrs = {"weight": vals[0]} if vals else {}
+        if len(vals) == 2:
+            attrs["phase_lag"] = vals[1]
+        g.add_edge(i, j, **attrs)
+    return g
+
+
+def build_graph(topo: Topology, n: int, seed: int) -> Graph:
+    """Build the neuron graph with networkx, seeded; file-based graphs carry weights and per-edge lags."""
+    kind = topo.kind
+    if kind == "all_to_all":
+        return Graph(n, kind, None, None, None, None, None, float(n))
+    modules = None
+    if kind == "erdos_renyi":
+        fn = nx.fast_gnp_random_graph if topo.p < 0.2 else nx.gnp_random_graph  # same law; fast one for sparse graphs
+        g = fn(n, topo.p, seed=seed, directed=topo.directed)
+    elif kind == "watts_strogatz":
+        if topo.k >= n:
+            raise ConfigError(f"topology.k: must be < neurons.count={n}, found {topo.k}")
+        g = nx.watts_strogatz_graph(n, topo.k, topo.p, seed=seed)
+    elif kind == "barabasi_albert":
+        if topo.m >= n:
+            raise ConfigError(f"topology.m: must be < neurons.count={n}, found {topo.m}")
+        g = nx.barabasi_albert_graph(n, topo.m, seed=seed)
+    elif kind == "modular":
+        sizes = [n // topo.modules + (1 if i < n % topo.modules else 0) for i in range(topo.modules)]
+        g = nx.random_partition_graph(sizes, topo.p_in, topo.p_out, seed=seed)
+        modules = np.repeat(np.arange(topo.modules), sizes)
+    elif kind == "edgelist":
+        g = read_edgelist(topo.path, n, topo.directed)
+    else:  # graphml
+        try:
+            g = nx.read_graphml(topo.path)
+        except (OSError, nx.NetworkXError, ValueError, SyntaxError) as exc:
+            raise ConfigError(f"topology.path: cannot read GraphML file {topo.path} ({exc})") from None
+        g = _relabel(g, n, topo.path)
+        if not topo.directed and g.is_directed():
+            g = g.to_undirected()
+        g.add_nodes_from(range(n))
+    return _from_nx(g, n, kind, topo.directed, modules)
+
+
+def domains(n: int, count: int, modules: np.ndarray | None) -> np.ndarray:
+    """(n,) domain index in 0..count-1: contiguous blocks, taken along module order when the graph has modules."""
+    if count <= 0:
+        return np.zeros(n, dtype=np.int64)
+    order = np.argsort(modules, kind="stable") if modules is not None else np.arange(n)
+    dom = np.empty(n, dtype=np.int64)
+    dom[order] = (np.arange(n) * count) // n
+    return dom

@@ -1,0 +1,60 @@
+"""Cases with closed forms, shared by the tests (as torchdiffeq's tests/problems.py)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from dgnn.config import config_from_dict
+
+
+def adler_drifting(d: float, k: float, phi0: float, t: np.ndarray) -> np.ndarray:
+    """Unwrapped phi(t) of phi' = d - k sin(phi) for d > k > 0 (no locking).
+
+    With u = tan(phi / 2): u = k/d + (w/d) tan(w t / 2 + c), w = sqrt(d^2 - k^2); each pass of the tangent's
+    argument through pi/2 + n pi adds one turn.
+    """
+    w = math.sqrt(d * d - k * k)
+    u0 = math.tan(phi0 / 2.0)
+    c = math.atan((u0 - k / d) * d / w)
+    arg = w * np.asarray(t) / 2.0 + c
+    return 2.0 * np.arctan(k / d + (w / d) * np.tan(arg)) + 2.0 * np.pi * np.floor((arg + np.pi / 2) / np.pi)
+
+
+def two_oscillators(w1, w2, k, th1, th2, t):
+    """(theta_1(t), theta_2(t)) of two all-to-all Kuramoto oscillators (K = k/2): the sum advances at w1 + w2."""
+    phi = adler_drifting(w1 - w2, k, th1 - th2, t)
+    s = th1 + th2 + (w1 + w2) * np.asarray(t)
+    return (s + phi) / 2.0, (s - phi) / 2.0
+
+
+def two_oscillator_config(w1, w2, k, th1, th2, *, b=0.0, duration=10.0, dt=0.01, every=None, method="rk4", **extra):
+    data = {
+        "dtype": "float64",
+        "neurons": {
+            "count": 2,
+            "frequency": {"distribution": "values", "values": [w1, w2]},
+            "initial_phase": {"distribution": "values", "values": [th1, th2]},
+        },
+        "coupling": {"strength": k, "b": b},
+        "solver": {"method": method, "dt": dt, "duration": duration},
+        "record": {"every": every or dt},
+    }
+    for key, value in extra.items():
+        data.setdefault(key, {}).update(value) if isinstance(value, dict) else data.__setitem__(key, value)
+    return config_from_dict(data)
+
+
+def kuramoto_lorentzian_r(k: float, gamma: float) -> float:
+    """Infinite-N stationary order parameter for Lorentzian frequencies (half-width gamma) with coupling k/N."""
+    return math.sqrt(1.0 - 2.0 * gamma / k) if k > 2.0 * gamma else 0.0
+
+
+def gbm_ito(x0, mu, sigma, t, w):
+    """dX = mu X dt + sigma X dW (Ito): X = x0 exp((mu - sigma^2 / 2) t + sigma W)."""
+    return x0 * np.exp((mu - 0.5 * sigma**2) * t + sigma * w)
+
+
+def gbm_stratonovich(x0, mu, sigma, t, w):
+    """dX = mu X dt + sigma X o dW (Stratonovich): X = x0 exp(mu t + sigma W)."""
+    return x0 * np.exp(mu * t + sigma * w)
