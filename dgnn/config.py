@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any, Literal, Union
 
@@ -223,6 +224,25 @@ class _Keyed(ValueError):
 
 
 # ----------------------------------------------------------------------------------------------- loading
+class SafeLoader(yaml.SafeLoader):
+    """PyYAML's safe loader (no tags construct objects) with YAML 1.2 floats: '1e-3' is a number, not a string."""
+
+
+SafeLoader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+SafeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                |\.[0-9_]+(?:[eE][-+][0-9]+)?
+                |[-+]?\.(?:inf|Inf|INF)
+                |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."),
+)
+
+
+def _safe_load(text: str):
+    return yaml.load(text, Loader=SafeLoader)  # noqa: S506 - SafeLoader subclass: no object construction
+
 def _yaml_error(source: str, exc: yaml.YAMLError) -> ConfigError:
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     where = f"{source}:{mark.line + 1}" if mark is not None else source
@@ -236,7 +256,7 @@ def _key_lines(text: str) -> dict[str, int]:
     """Dotted key path -> 1-based line in the YAML text (best effort, for error messages)."""
     out: dict[str, int] = {}
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=SafeLoader)
     except yaml.YAMLError:
         return out
 
@@ -260,7 +280,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not all(parts):
         raise ConfigError(f"--set {text!r}: empty key in path {key!r}")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = _safe_load(raw) if raw.strip() else None
     except yaml.YAMLError as exc:
         raise ConfigError(f"--set {key}: value {raw!r} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
     return parts, value
@@ -327,7 +347,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read config ({exc.__class__.__name__})") from None
     try:
-        data = yaml.safe_load(text)
+        data = _safe_load(text)
     except yaml.YAMLError as exc:
         raise _yaml_error(str(path), exc) from None
     if data is None:
@@ -350,7 +370,7 @@ def config_to_yaml(cfg: Config) -> str:
 
 def config_from_yaml_text(text: str, source: str = "<stored config>") -> Config:
     try:
-        data = yaml.safe_load(text)
+        data = _safe_load(text)
     except yaml.YAMLError as exc:
         raise _yaml_error(source, exc) from None
     return config_from_dict(data, source, text)

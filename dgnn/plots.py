@@ -42,7 +42,8 @@ def write_figures(trace: Trace | str, out_dir: str | Path) -> list[Path]:
         ax.plot(t, m["glia_order_parameter"].mean(1), color="C1", label="glia")
     if "module_order_parameter" in m:
         for k in range(m["module_order_parameter"].shape[2]):
-            ax.plot(t, m["module_order_parameter"][:, :, k].mean(1), lw=0.7, alpha=0.6, ls="--")
+            ax.plot(t, m["module_order_parameter"][:, :, k].mean(1), lw=0.7, alpha=0.6, ls="--",
+                    label="modules (dashed)" if k == 0 else None)
     ax.set(xlabel="time", ylabel="order parameter r", ylim=(0, 1.02), title="Synchrony r(t)")
     ax.legend(loc="lower right", fontsize=8)
     save(fig, "order_parameter.png")

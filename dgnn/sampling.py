@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
+from scipy.special import ndtri
 
 from .config import Distribution, InitialPhase
 
@@ -29,7 +29,7 @@ def sample_frequencies(dist: Distribution, count: int, replicas: int, rng: np.ra
     if dist.sampling == "quantile":
         q = quantiles(count)
         base = {
-            "normal": lambda: c + w * stats.norm.ppf(q),
+            "normal": lambda: c + w * ndtri(q),
             "lorentzian": lambda: c + w * np.tan(np.pi * (q - 0.5)),
             "uniform": lambda: c + w * (2.0 * q - 1.0),
         }[dist.distribution]()

@@ -103,3 +103,10 @@ def test_apply_overrides_does_not_mutate():
     base = {"a": {"b": 1}}
     out = apply_overrides(base, ["a.b=2", "c.d=3"])
     assert base == {"a": {"b": 1}} and out == {"a": {"b": 2}, "c": {"d": 3}}
+
+
+def test_exponent_floats_are_numbers(tmp_path):
+    # YAML 1.1 (PyYAML's default) would read 1e-3 as a string
+    p = _write(tmp_path, "solver: {dt: 1e-3, duration: 2e0}\nrecord: {every: 1e-2}\n")
+    cfg = load_config(p, ["coupling.strength=5e-1"])
+    assert cfg.solver.dt == 1e-3 and cfg.coupling.strength == 0.5 and cfg.record.every == 0.01
