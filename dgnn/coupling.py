@@ -107,7 +107,10 @@ class Matrix:
             b = c.shape[0]
             if cl is not None:
                 ks, kc = self._apply(mats[0], torch.cat([s, c], dim=0)).split(b)  # (B, N) each: K s, K c
-                term = c * ks - s * kc if (cl == 1.0 and sl == 0.0) else cl * (c * ks - s * kc) - sl * (s * ks + c * kc)
+                if cl == 1.0 and sl == 0.0:
+                    term = torch.addcmul(c * ks, s, kc, value=-1.0)
+                else:
+                    term = cl * torch.addcmul(c * ks, s, kc, value=-1.0) - sl * torch.addcmul(s * ks, c, kc)
             else:
                 both = torch.cat([s, c], dim=0)
                 ps, pc = self._apply(mats[0], both).split(b)  # Kc s, Kc c

@@ -26,7 +26,7 @@ class Euler(Method):
     order = 1.0
 
     def step(self, f, t, y, dt, g=None, dw=None):
-        return y + dt * f(t, y)
+        return torch.add(y, f(t, y), alpha=dt)
 
 
 class Midpoint(Method):
@@ -43,11 +43,12 @@ class RK4(Method):
     order = 4.0
 
     def step(self, f, t, y, dt, g=None, dw=None):
+        # fused adds (y + alpha * k in one call): fewer tensor ops per step matters at small N
         k1 = f(t, y)
-        k2 = f(t + dt * _THIRD, y + dt * _THIRD * k1)
-        k3 = f(t + dt * 2 * _THIRD, y + dt * (k2 - _THIRD * k1))
-        k4 = f(t + dt, y + dt * (k1 - k2 + k3))
-        return y + (k1 + 3.0 * (k2 + k3) + k4) * (0.125 * dt)
+        k2 = f(t + dt * _THIRD, torch.add(y, k1, alpha=dt * _THIRD))
+        k3 = f(t + dt * 2 * _THIRD, torch.add(y, torch.add(k2, k1, alpha=-_THIRD), alpha=dt))
+        k4 = f(t + dt, torch.add(y, (k1 - k2).add_(k3), alpha=dt))
+        return torch.add(y, torch.add(k1, torch.add(k2, k3), alpha=3.0).add_(k4), alpha=0.125 * dt)
 
 
 def _noise_term(g, t, y, dw):
@@ -64,8 +65,8 @@ class EulerMaruyama(Method):
     sde_type = "ito"
 
     def step(self, f, t, y, dt, g=None, dw=None):
-        y1 = y + dt * f(t, y)
-        return y1 if dw is None else y1 + _noise_term(g, t, y, dw)
+        y1 = torch.add(y, f(t, y), alpha=dt)
+        return y1 if dw is None else y1.add_(_noise_term(g, t, y, dw))
 
 
 class StochasticHeun(Method):
