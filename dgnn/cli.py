@@ -6,7 +6,6 @@ import argparse
 import json
 import signal
 import sys
-from pathlib import Path
 
 from .errors import ConfigError, SimulationFailed
 
@@ -134,7 +133,8 @@ def _cmd_validate(args) -> int:
     from .topology import build_graph
 
     resolve_device(cfg.device)
-    build_graph(cfg.topology, cfg.neurons.count, cfg.seed) if cfg.topology.kind in ("edgelist", "graphml") else None
+    if cfg.topology.kind in ("edgelist", "graphml"):  # the file must parse too
+        build_graph(cfg.topology, cfg.neurons.count, cfg.seed)
     print(config_to_yaml(cfg) if args.print else f"{args.config}: valid ({cfg.neurons.count} neurons, "
           f"{cfg.glia_count} glia, {cfg.replicas} replicas, {cfg.n_records + 1} records)")
     return EXIT_OK

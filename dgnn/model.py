@@ -15,13 +15,20 @@ from .topology import Graph, build_graph, domains
 
 
 class VectorField(Protocol):
-    """What a registered model provides: drift f(t, y) and the per-component noise amplitude sigma (additive Ito)."""
+    """What a registered model provides to Simulation: the drift, the additive noise amplitude and what the trace
+    records about it. `from_config(cfg, device, dtype, rng)` builds it; `graph` and the domains may be None."""
 
     n_neurons: int
     n_glia: int
-    sigma: torch.Tensor  # (N + G,)
+    sigma: torch.Tensor  # (N + G,) additive Ito noise amplitude
+    omega: torch.Tensor  # (B, N) natural frequencies, rad/time
+    nu: torch.Tensor  # (B, G)
+    graph: Graph | None
+    neuron_domain: np.ndarray | None  # (N,)
+    glia_domain: np.ndarray | None  # (G,)
+    backend_name: str
 
-    def __call__(self, t: float, y: torch.Tensor) -> torch.Tensor: ...
+    def __call__(self, t: float, y: torch.Tensor) -> torch.Tensor: ...  # (B, N + G) -> (B, N + G)
 
 
 VECTOR_FIELDS: dict[str, Callable] = {}
@@ -86,8 +93,12 @@ class GlialNeuralField:
         drive: Callable[[float], torch.Tensor] | None = None,
         sigma_neurons: float = 0.0,
         sigma_glia: float = 0.0,
+        graph: Graph | None = None,
     ):
         self.omega, self.nu = omega, nu
+        self.graph = graph
+        self.neuron_domain, self.glia_domain = neuron_domain, glia_domain
+        self.backend_name = neuron_coupling.name
         self.n_neurons, self.n_glia = omega.shape[1], nu.shape[1]
         self.neuron_coupling, self.glia_coupling = neuron_coupling, glia_coupling
         self.c_gn, self.c_ng = c_gn, c_ng
@@ -161,7 +172,7 @@ class GlialNeuralField:
             freq = 0.0 if cfg.drive.kind == "constant" else cfg.drive.frequency
             phase = np.pi / 2 if cfg.drive.kind == "constant" else cfg.drive.phase  # sin(pi/2) = 1
             drive = SinusoidDrive(cfg.drive.amplitude, freq, phase, mask)
-        field = cls(
+        return cls(
             omega=torch.as_tensor(omega, device=device, dtype=dtype),
             nu=torch.as_tensor(nu, device=device, dtype=dtype),
             neuron_coupling=neuron_coupling,
@@ -174,10 +185,8 @@ class GlialNeuralField:
             drive=drive,
             sigma_neurons=cfg.noise.neurons,
             sigma_glia=cfg.noise.glia,
+            graph=graph,
         )
-        field.graph = graph
-        field.neuron_domain, field.glia_domain = neuron_domain, glia_domain
-        return field
 
 
 def domain_graph(graph: Graph, neuron_domain: np.ndarray, glia_domain: np.ndarray, n_domains: int) -> Graph:

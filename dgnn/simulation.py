@@ -58,7 +58,7 @@ class Simulation:
         self.noise = GaussianIncrements(int(noise.generate_state(1)[0]), self.device)
         self.noisy = bool((self.field.sigma > 0).any())
         self.record = 0  # index of the current record; t = record * record.every
-        modules = getattr(self.field.graph, "modules", None)
+        modules = self.field.graph.modules if self.field.graph is not None else None
         self.modules = DomainMeans(modules, int(modules.max()) + 1, self.device, self.dtype) if modules is not None else None
 
     # ------------------------------------------------------------------------------------------------ stepping
@@ -155,15 +155,17 @@ class Simulation:
         out = {
             "neurons/frequency": (f.omega.cpu().numpy(), {"units": "rad / time", "dims": "replica, neuron"}),
             "neurons/initial_phase": (self.initial[:, : self.n], {"units": "rad"}),
-            "neurons/domain": (np.asarray(f.neuron_domain), {"units": "glial domain index"}),
         }
-        if f.graph.modules is not None:
+        if f.neuron_domain is not None:
+            out["neurons/domain"] = (np.asarray(f.neuron_domain), {"units": "glial domain index"})
+        if f.graph is not None and f.graph.modules is not None:
             out["neurons/module"] = (np.asarray(f.graph.modules), {"units": "module index"})
         if self.g:
             out["glia/frequency"] = (f.nu.cpu().numpy(), {"units": "rad / time", "dims": "replica, glia"})
             out["glia/initial_phase"] = (self.initial[:, self.n:], {"units": "rad"})
-            out["glia/domain"] = (np.asarray(f.glia_domain), {"units": "glial domain index"})
-        if not f.graph.implicit:
+            if f.glia_domain is not None:
+                out["glia/domain"] = (np.asarray(f.glia_domain), {"units": "glial domain index"})
+        if f.graph is not None and not f.graph.implicit:
             edges = np.stack([f.graph.source, f.graph.target], axis=1)
             out["topology/edges"] = (edges, {"dims": "edge, (source, target)", "meaning": "source drives target"})
             out["topology/weight"] = (f.graph.weight, {"units": "1 (before strength / normaliser)"})
@@ -275,7 +277,7 @@ def run(
     (out / "config.yaml").write_text(text, encoding="utf-8")
     writer = TraceWriter.create(
         out / "trace.h5", config_text=text, version=__version__, series=sim.series(), static=sim.static(),
-        attrs={"device": str(sim.device), "backend": sim.field.neuron_coupling.name},
+        attrs={"device": str(sim.device), "backend": sim.field.backend_name},
     )
     writer.append(sim.snapshot())
     writer.flush(sim.state_dict())

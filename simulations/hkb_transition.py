@@ -7,9 +7,6 @@ switching time, as in the Haken-Kelso-Bunz finger-tapping experiments. Writes re
 """
 from __future__ import annotations
 
-import argparse
-import csv
-import json
 import math
 import sys
 from pathlib import Path
@@ -19,17 +16,15 @@ import numpy as np
 import dgnn
 from dgnn.config import load_config
 
+sys.path.insert(0, str(Path(__file__).parent))
+from common import study_args, write_table  # noqa: E402
+
 RATIOS = [0.0, 0.1, 0.2, 0.23, 0.24, 0.26, 0.27, 0.3, 0.4, 0.6, 1.0]
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--config", default="configs/hkb.yaml")
-    ap.add_argument("--out", default="outputs/hkb_transition")
-    ap.add_argument("--quiet", action="store_true")
-    args = ap.parse_args(argv)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    args = study_args(__doc__, "configs/hkb.yaml", "outputs/hkb_transition", argv)
+    out = args.out
     rows, curves = [], {}
     try:
         for ratio in RATIOS:
@@ -45,11 +40,7 @@ def main(argv=None) -> int:
     except dgnn.ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    with open(out / "results.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    (out / "results.json").write_text(json.dumps(rows, indent=2))
+    write_table(out, rows)
 
     import matplotlib
 

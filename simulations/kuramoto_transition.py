@@ -7,9 +7,6 @@ averaged over the second half. Writes results.csv, results.json and r_vs_k.png i
 """
 from __future__ import annotations
 
-import argparse
-import csv
-import json
 import math
 import sys
 from pathlib import Path
@@ -18,19 +15,18 @@ import numpy as np
 
 import dgnn
 from dgnn.config import load_config
+
 from dgnn.progress import Progress
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import study_args, write_table  # noqa: E402
 
 COUPLINGS = [0.25, 0.5, 0.75, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0]
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--config", default="configs/kuramoto.yaml")
-    ap.add_argument("--out", default="outputs/kuramoto_transition")
-    ap.add_argument("--quiet", action="store_true")
-    args = ap.parse_args(argv)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    args = study_args(__doc__, "configs/kuramoto.yaml", "outputs/kuramoto_transition", argv)
+    out = args.out
     try:
         base = load_config(args.config)
     except dgnn.ConfigError as exc:
@@ -48,11 +44,7 @@ def main(argv=None) -> int:
         rows.append({"k": k, "r": r_mean, "theory": theory, "abs_error": abs(r_mean - theory)})
         bar.update()
     bar.close()
-    with open(out / "results.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    (out / "results.json").write_text(json.dumps({"N": base.neurons.count, "gamma": gamma, "rows": rows}, indent=2))
+    write_table(out, rows, {"N": base.neurons.count, "gamma": gamma})
 
     import matplotlib
 

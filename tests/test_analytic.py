@@ -3,7 +3,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 from dgnn.config import config_from_dict
 from dgnn.simulation import Simulation

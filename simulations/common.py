@@ -1,0 +1,28 @@
+"""What every study script shares: its command line and its results table (CSV + JSON)."""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+
+def study_args(doc: str, config: str, out: str, argv=None) -> argparse.Namespace:
+    """--config, --out (created) and --quiet, with the script's docstring as help."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--config", default=config, help=f"base config (default {config})")
+    ap.add_argument("--out", default=out, help=f"results folder (default {out})")
+    ap.add_argument("--quiet", action="store_true", help="no progress or table on stdout")
+    args = ap.parse_args(argv)
+    args.out = Path(args.out)
+    args.out.mkdir(parents=True, exist_ok=True)
+    return args
+
+
+def write_table(out: Path, rows: list[dict], meta: dict | None = None) -> None:
+    """results.csv (one row per point) and results.json (meta + rows)."""
+    with open(out / "results.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    (out / "results.json").write_text(json.dumps({**(meta or {}), "rows": rows}, indent=2))
