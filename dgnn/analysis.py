@@ -86,6 +86,35 @@ def _population(phases, r, time, half: slice, freqs_natural, labels=None) -> dic
     return out
 
 
+def energy_summary(trace: Trace) -> dict:
+    """Energy totals (summed over domains, mean over replicas), the ledger's worst imbalance, power per epoch."""
+    from .metabolism import LEDGER
+
+    m = trace.metrics
+    e = trace.metabolism["reserve"].astype(float)  # (T, B, D)
+    led = {k: trace.metabolism[f"ledger/{k}"].astype(float) for k in LEDGER}
+    flow = (led["supplied"] - led["consumed_base"] - led["consumed_activity"] - led["consumed_synapse"]
+            + led["unmet"] - led["discarded"])
+    out = {f"total_{k}": float(v[-1].sum(-1).mean()) for k, v in led.items()}
+    consumed = sum(out[f"total_consumed_{k}"] for k in ("base", "activity", "synapse"))
+    out.update(
+        total_consumed=consumed,
+        reserve_final=float(e[-1].sum(-1).mean()),
+        reserve_min=float(e.min()),
+        ledger_max_imbalance=float(np.abs(e - e[0] - flow).max()),
+        mean_power=consumed / max(float(trace.time[-1] - trace.time[0]), 1e-300),
+    )
+    epochs = trace.metabolism.get("epoch")
+    if epochs is not None and (epochs >= 0).any():
+        power = trace.metabolism["power"]  # (T, B)
+        r = m["order_parameter"]
+        out["by_epoch"] = {
+            int(k): {"mean_power": float(power[epochs == k].mean()), "order_parameter_mean": float(r[epochs == k].mean())}
+            for k in np.unique(epochs)
+        }
+    return out
+
+
 def summarize(trace: Trace | str, q_max: int = 8) -> dict:
     """Numbers for a trace: per population r, metastability, frequencies, PLV; glia:neuron Farey ratio and n:m index.
 
@@ -116,4 +145,6 @@ def summarize(trace: Trace | str, q_max: int = 8) -> dict:
                     "ratio": float(wn / wg), "farey": f"{p}:{q}", "error": err, "q_max": q_max,
                     "nm_locking_index": float(idx.mean()),
                 }
+    if trace.metabolism:
+        out["metabolism"] = energy_summary(trace)
     return out

@@ -120,6 +120,10 @@ def _print_summary(s: dict) -> None:
             if "mean_frequency" in d:
                 line += f"  mean frequency={d['mean_frequency']:.4f} rad/time"
             print(line)
+    if "metabolism" in s:
+        m = s["metabolism"]
+        print(f"energy   supplied={m['total_supplied']:.4g}  consumed={m['total_consumed']:.4g}  unmet={m['total_unmet']:.4g}  "
+              f"final reserve={m['reserve_final']:.4g}  ledger imbalance={m['ledger_max_imbalance']:.2g}")
     if "neuron_to_glia_frequency_ratio" in s:
         fr = s["neuron_to_glia_frequency_ratio"]
         print(f"neuron:glia frequency ratio {fr['ratio']:.4f} ~ {fr['farey']} (n:m locking index {fr['nm_locking_index']:.3f})")

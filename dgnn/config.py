@@ -127,6 +127,34 @@ class Drive(_Model):
         return v
 
 
+class Epoch(_Model):
+    """One behavioural state of the metabolic schedule: supply is multiplied by `supply` for `duration`."""
+
+    name: str = "state"
+    duration: float = Field(gt=0.0)
+    supply: float = Field(1.0, ge=0.0)
+
+
+class MetabolismConfig(_Model):
+    """Glial energy budget (MODEL.md 'Metabolism'); energy units are arbitrary but consistent."""
+
+    enabled: bool = False
+    p_base: float = Field(0.01, ge=0.0, description="power per neuron at rest")
+    p_act: float = Field(0.1, ge=0.0, description="power per (rad/time)^2 of drift deviation (theta' - omega)")
+    p_syn: float = Field(0.01, ge=0.0, description="power per unit of sum_j |K_ij|")
+    supply: float = Field(1.0, ge=0.0, description="supply rate per glial cell")
+    e_max: float = Field(10.0, gt=0.0, description="reserve capacity per domain")
+    e_init: float = Field(5.0, ge=0.0, description="initial reserve per domain")
+    k_m: float = Field(1.0, gt=0.0, description="half-saturation reserve of the coupling gate")
+    schedule: list[Epoch] = []
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.e_init > self.e_max:
+            raise _Keyed("metabolism.e_init", f"must be <= metabolism.e_max={self.e_max}, found {self.e_init}")
+        return self
+
+
 class Solver(_Model):
     method: str = "rk4"
     dt: float = Field(0.01, gt=0.0)
@@ -156,6 +184,7 @@ class Config(_Model):
     coupling: Coupling = Coupling()
     noise: Noise = Noise()
     drive: Drive = Drive()
+    metabolism: MetabolismConfig = MetabolismConfig()
     solver: Solver = Solver()
     record: Record = Record()
 
@@ -184,7 +213,7 @@ class Config(_Model):
                 raise _Keyed(f"{path}.values", f"expected {count} values (one per oscillator), found {len(init.values)}")
         if self.drive.targets is not None and any(i >= n for i in self.drive.targets):
             raise _Keyed("drive.targets", f"neuron index out of range: neurons.count is {n}")
-        from .solvers import check_method
+        from .solvers import check_method, is_fixed_step
 
         noisy = self.noise.neurons > 0 or (self.noise.glia > 0 and self.glia_count > 0)
         try:
@@ -196,6 +225,21 @@ class Config(_Model):
             raise _Keyed("record.every", f"must be a whole multiple of solver.dt={self.solver.dt}, found {self.record.every}")
         if self.n_records < 1:
             raise _Keyed("solver.duration", f"must be at least record.every={self.record.every}, found {self.solver.duration}")
+        if self.metabolism.enabled and self.glia_count == 0:
+            raise _Keyed("metabolism.enabled", "needs glia (glia.ratio > 0): the energy reserves are glial")
+        if self.metabolism.enabled and is_fixed_step(self.solver.method):
+            # the reserve relaxes to e_max at rate S_d / e_max; explicit steps are unstable past rate * dt ~ 2
+            met = self.metabolism
+            glia_per_domain = math.ceil(self.glia_count / min(n, self.glia_count))
+            peak = max([e.supply for e in met.schedule], default=1.0)
+            rate = met.supply * glia_per_domain * peak / met.e_max
+            if rate * self.solver.dt > 1.0:
+                raise _Keyed(
+                    "metabolism.supply",
+                    f"reserve relaxation rate supply x glia per domain x peak schedule factor / e_max = {rate:.3g} "
+                    f"times solver.dt={self.solver.dt} is {rate * self.solver.dt:.3g} > 1: explicit steps go unstable; "
+                    f"reduce solver.dt below {1.0 / rate:.3g}, lower the supply or raise e_max",
+                )
         if self.topology.kind == "modular" and self.topology.modules > n:
             raise _Keyed("topology.modules", f"must be <= neurons.count={n}, found {self.topology.modules}")
         return self

@@ -27,6 +27,8 @@ class VectorField(Protocol):
     neuron_domain: np.ndarray | None  # (N,)
     glia_domain: np.ndarray | None  # (G,)
     backend_name: str
+    # optional: n_state (default N + G; extra columns are not phases), project (y -> y after each step, or None),
+    # metabolism (a dgnn.metabolism.Metabolism whose block follows the phases)
 
     def __call__(self, t: float, y: torch.Tensor) -> torch.Tensor: ...  # (B, N + G) -> (B, N + G)
 
@@ -94,8 +96,10 @@ class GlialNeuralField:
         sigma_neurons: float = 0.0,
         sigma_glia: float = 0.0,
         graph: Graph | None = None,
+        metabolism=None,
     ):
         self.omega, self.nu = omega, nu
+        self.metabolism = metabolism
         self.graph = graph
         self.neuron_domain, self.glia_domain = neuron_domain, glia_domain
         self.backend_name = neuron_coupling.name
@@ -109,20 +113,27 @@ class GlialNeuralField:
             self.glia_dom = DomainMeans(glia_domain, n_domains, dev, dt)
             self.neuron_dom_idx = torch.as_tensor(neuron_domain, device=dev)
             self.glia_dom_idx = torch.as_tensor(glia_domain, device=dev)
+        self.n_state = self.n_neurons + self.n_glia + (metabolism.size if metabolism is not None else 0)
+        self.project = self._project if metabolism is not None else None  # solver hook: None = no constraints
         self.sigma = torch.cat(
-            [torch.full((self.n_neurons,), sigma_neurons), torch.full((self.n_glia,), sigma_glia)]
-        ).to(device=dev, dtype=dt)  # (N + G,)
+            [torch.full((self.n_neurons,), sigma_neurons), torch.full((self.n_glia,), sigma_glia),
+             torch.zeros(self.n_state - self.n_neurons - self.n_glia)]
+        ).to(device=dev, dtype=dt)  # (n_state,): no noise on the energy block
 
     def __call__(self, t: float, y: torch.Tensor) -> torch.Tensor:
         n = self.n_neurons
+        ng = n + self.n_glia
         theta = y[:, :n]  # (B, N)
         trig = Trig(theta)
-        dtheta = self.omega + self.neuron_coupling(trig)  # (B, N)
+        coupling = self.neuron_coupling(trig)  # (B, N)
+        if self.metabolism is not None:
+            coupling = coupling * self.metabolism.gate(y[:, ng:])
+        dtheta = self.omega + coupling
         if self.drive is not None:
             dtheta = dtheta + self.drive(float(t))
         if not self.n_glia:
             return dtheta
-        psi = y[:, n:]  # (B, G)
+        psi = y[:, n:ng]  # (B, G)
         gtrig = Trig(psi)
         dpsi = self.nu if self.glia_coupling is None else self.nu + self.glia_coupling(gtrig)
         if self.c_gn or self.c_ng:
@@ -136,7 +147,19 @@ class GlialNeuralField:
                 zx, zy = self.neuron_dom(c, s)
                 zx, zy = zx[:, self.glia_dom_idx], zy[:, self.glia_dom_idx]  # (B, G)
                 dpsi = dpsi + self.c_ng * (zy * gc - zx * gs)
-        return torch.cat([dtheta, dpsi], dim=1)  # (B, N + G)
+        if self.metabolism is None:
+            return torch.cat([dtheta, dpsi], dim=1)  # (B, N + G)
+        dblock = self.metabolism.drift(t, y[:, ng:], dtheta - self.omega)
+        return torch.cat([dtheta, dpsi, dblock], dim=1)  # (B, n_state)
+
+    def _project(self, y: torch.Tensor) -> torch.Tensor:
+        """After each solver step: clamp energy reserves to [0, e_max] (booked in the ledger)."""
+        ng = self.n_neurons + self.n_glia
+        return torch.cat([y[:, :ng], self.metabolism.project(y[:, ng:])], dim=1)
+
+    def deviation(self, t: float, y: torch.Tensor) -> torch.Tensor:
+        """theta' - omega (B, N): the coupling-, glia- and drive-driven part of the neuron drift."""
+        return self(t, y)[:, : self.n_neurons] - self.omega
 
     # ------------------------------------------------------------------------------------------ construction
     @classmethod
@@ -172,6 +195,12 @@ class GlialNeuralField:
             freq = 0.0 if cfg.drive.kind == "constant" else cfg.drive.frequency
             phase = np.pi / 2 if cfg.drive.kind == "constant" else cfg.drive.phase  # sin(pi/2) = 1
             drive = SinusoidDrive(cfg.drive.amplitude, freq, phase, mask)
+        metabolism = None
+        if cfg.metabolism.enabled:
+            from .metabolism import Metabolism
+
+            metabolism = Metabolism(cfg.metabolism, neuron_domain, glia_domain, n_domains,
+                                    synaptic_load(graph, cfg.coupling.strength), device, dtype)
         return cls(
             omega=torch.as_tensor(omega, device=device, dtype=dtype),
             nu=torch.as_tensor(nu, device=device, dtype=dtype),
@@ -186,6 +215,7 @@ class GlialNeuralField:
             sigma_neurons=cfg.noise.neurons,
             sigma_glia=cfg.noise.glia,
             graph=graph,
+            metabolism=metabolism,
         )
 
 
@@ -201,6 +231,13 @@ def domain_graph(graph: Graph, neuron_domain: np.ndarray, glia_domain: np.ndarra
     tgt, src = np.nonzero(linked)
     e, n = tgt.size, glia_domain.size
     return Graph(n, "domains", tgt.astype(np.int64), src.astype(np.int64), np.ones(e), None, None, e / n if e else 1.0)
+
+
+def synaptic_load(graph: Graph, strength: float) -> np.ndarray:
+    """(N,) sum_j |K_ij| over each neuron's incoming synapses."""
+    if graph.implicit:
+        return np.full(graph.n, abs(strength) * (graph.n - 1) / graph.normaliser)
+    return np.bincount(graph.target, weights=np.abs(graph.weight), minlength=graph.n) * abs(strength) / graph.normaliser
 
 
 def build_field(cfg: Config, device, dtype, rng: np.random.Generator):

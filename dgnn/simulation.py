@@ -43,6 +43,8 @@ class Simulation:
         params, init, noise = np.random.SeedSequence(cfg.seed).spawn(3)
         self.field = build_field(cfg, self.device, self.dtype, np.random.default_rng(params))
         self.n, self.g, self.b = self.field.n_neurons, self.field.n_glia, cfg.replicas
+        self.n_phase = self.n + self.g
+        self.metabolism = getattr(self.field, "metabolism", None)
         rng = np.random.default_rng(init)
         y0 = np.concatenate(
             [
@@ -51,8 +53,10 @@ class Simulation:
             ],
             axis=1,
         )
-        self.y = torch.as_tensor(y0, device=self.device, dtype=self.dtype)  # (B, N + G)
-        self.turns = torch.zeros(self.y.shape, device=self.device, dtype=torch.int64)  # whole turns removed so far
+        self.y = torch.as_tensor(y0, device=self.device, dtype=self.dtype)  # (B, N + G [+ energy block])
+        if self.metabolism is not None:
+            self.y = torch.cat([self.y, self.metabolism.initial(self.b, self.device, self.dtype)], dim=1)
+        self.turns = torch.zeros(self.b, self.n_phase, device=self.device, dtype=torch.int64)  # whole turns removed
         self._wrap()
         self.initial = self.unwrapped().cpu().numpy()  # (B, N + G) phases at t = 0
         self.noise = GaussianIncrements(int(noise.generate_state(1)[0]), self.device)
@@ -67,8 +71,9 @@ class Simulation:
         return self.record * self.cfg.record.every
 
     def _wrap(self) -> None:
-        k = torch.floor((self.y + math.pi) / TWO_PI)  # (B, N + G)
-        self.y = self.y - TWO_PI * k
+        ph = self.y[:, : self.n_phase]  # (B, N + G); the energy block is not a phase
+        k = torch.floor((ph + math.pi) / TWO_PI)
+        self.y = torch.cat([ph - TWO_PI * k, self.y[:, self.n_phase:]], dim=1) if self.metabolism is not None else ph - TWO_PI * k
         self.turns += k.to(torch.int64)
 
     def advance(self) -> None:
@@ -78,7 +83,7 @@ class Simulation:
         out = solve(
             self.field, self.y, [t0, t1], method=s.method, dt=s.dt, rtol=s.rtol, atol=s.atol,
             diffusion=self.field.sigma if self.noisy else None, noise=self.noise if self.noisy else None,
-            backend=s.backend,
+            backend=s.backend, project=getattr(self.field, "project", None),
         )
         if not bool(torch.isfinite(out[-1]).all()):
             self._fail(t0, t1, out[-1])
@@ -90,10 +95,11 @@ class Simulation:
         """Name the population that went non-finite and the fastest component at the last finite state (its likely
         origin: within one step a non-finite value spreads to every coupled oscillator)."""
         bad = ~torch.isfinite(y1)  # (B, N + G)
-        pops = [p for p, part in (("neurons", bad[:, : self.n]), ("glia", bad[:, self.n:])) if bool(part.any())]
+        parts = (("neurons", bad[:, : self.n]), ("glia", bad[:, self.n: self.n_phase]), ("metabolism", bad[:, self.n_phase:]))
+        pops = [p for p, part in parts if bool(part.any())]
         speed = self.field(t0, self.y).abs().nan_to_num(nan=float("inf"))  # (B, N + G)
         b, i = divmod(int(speed.argmax()), speed.shape[1])
-        who = f"neuron {i}" if i < self.n else f"glia {i - self.n}"
+        who = f"neuron {i}" if i < self.n else f"glia {i - self.n}" if i < self.n_phase else "energy reserve"
         raise SimulationFailed(
             f"{' and '.join(pops)} state turned non-finite between t={t0:g} and t={t1:g}; fastest at t={t0:g}: "
             f"replica {b}, {who} (|dphase/dt| = {float(speed[b, i]):.3g} rad/time); "
@@ -102,7 +108,7 @@ class Simulation:
 
     def unwrapped(self) -> torch.Tensor:
         """(B, N + G) continuous phases in radians, float64."""
-        return self.y.double() + TWO_PI * self.turns.double()
+        return self.y[:, : self.n_phase].double() + TWO_PI * self.turns.double()
 
     # ------------------------------------------------------------------------------------------------ records
     def series(self) -> list[Series]:
@@ -124,6 +130,17 @@ class Simulation:
                 Series("metrics/module_order_parameter", (b, self.modules.n_domains), dt,
                        {"units": "1", "dims": "time, replica, module"})
             )
+        if self.metabolism is not None:
+            from .metabolism import LEDGER
+
+            d = self.metabolism.d
+            energy = {"units": "energy", "dims": "time, replica, domain"}
+            out.append(Series("metabolism/reserve", (b, d), dt, energy))
+            for name in LEDGER:
+                out.append(Series(f"metabolism/ledger/{name}", (b, d), dt, {**energy, "cumulative": 1}))
+            out.append(Series("metabolism/power", (b,), dt, {"units": "energy / time", "dims": "time, replica"}))
+            out.append(Series("metabolism/supply_factor", (), "float64", {"units": "1", "dims": "time"}))
+            out.append(Series("metabolism/epoch", (), "int32", {"units": "schedule epoch index (-1: no schedule)"}))
         return out
 
     def snapshot(self) -> dict[str, np.ndarray]:
@@ -147,6 +164,17 @@ class Simulation:
             th = self.y[:, :n]
             x, y = self.modules(torch.cos(th), torch.sin(th))
             rec["metrics/module_order_parameter"] = torch.sqrt(x * x + y * y).cpu().numpy()
+        if self.metabolism is not None:
+            from .metabolism import LEDGER
+
+            met, block = self.metabolism, self.y[:, self.n_phase:]
+            rec["metabolism/reserve"] = met.reserve(block).cpu().numpy()
+            ledger = met.ledger(block).cpu().numpy()  # (B, 6, D)
+            for i, name in enumerate(LEDGER):
+                rec[f"metabolism/ledger/{name}"] = ledger[:, i]
+            rec["metabolism/power"] = met.power(self.field.deviation(self.t, self.y)).cpu().numpy()
+            rec["metabolism/supply_factor"] = np.float64(met.schedule.factor(self.t))
+            rec["metabolism/epoch"] = np.int32(met.schedule.index(self.t))
         return rec
 
     def static(self) -> dict[str, tuple[np.ndarray, dict]]:

@@ -134,6 +134,7 @@ class Trace:
     metrics: dict[str, np.ndarray]  # name -> (T, B[, M])
     static: dict[str, np.ndarray]  # neurons/frequency, neurons/module, ...
     checkpoint: dict[str, np.ndarray]
+    metabolism: dict[str, np.ndarray] = field(default_factory=dict)  # reserve, ledger/<name>, power, epoch, ...
 
     @property
     def status(self) -> str:
@@ -188,6 +189,11 @@ def read_trace(path, phases: bool = True) -> Trace:
                     if not k == "phase":
                         static[f"{grp}/{k}"] = v[()]
         ckpt = {k: v[()] for k, v in h5["checkpoint"].items()} if "checkpoint" in h5 else {}
+        metabolism = {}
+        if "metabolism" in h5:
+            h5["metabolism"].visititems(
+                lambda name, obj: metabolism.__setitem__(name, obj[:rows]) if isinstance(obj, h5py.Dataset) else None
+            )
         return Trace(
             path=Path(h5.filename),
             attrs={k: (v.decode() if isinstance(v, bytes) else v) for k, v in h5.attrs.items()},
@@ -197,6 +203,7 @@ def read_trace(path, phases: bool = True) -> Trace:
             metrics=metrics,
             static=static,
             checkpoint=ckpt,
+            metabolism=metabolism,
         )
 
 

@@ -53,6 +53,7 @@ def solve(
     diffusion=None,
     noise=None,
     backend: str = "auto",
+    project=None,
 ) -> torch.Tensor:
     """Integrate dy = field(t, y) dt [+ diffusion dW] and return y at each of `times`: (len(times), *y0.shape).
 
@@ -60,6 +61,8 @@ def solve(
     noise: a Brownian increment source `noise(t, dt, shape, dtype)` (GaussianIncrements, BrownianPath); needed with
     diffusion. Fixed-step methods need dt; the span between two output times must be a whole number of steps
     (a shorter last step is taken otherwise). backend: 'native' (dgnn's loop), 'torchdiffeq', or 'auto'.
+    project: optional y -> y applied after every native step (constraints such as e >= 0), or at each output time
+    for torchdiffeq methods.
     """
     times = [float(t) for t in (times.tolist() if isinstance(times, torch.Tensor) else times)]
     noisy = diffusion is not None
@@ -73,9 +76,16 @@ def solve(
     use_native = method in SOLVERS and backend != "torchdiffeq"
     if not use_native:
         opts = {"step_size": dt} if method in _FIXED_TORCHDIFFEQ else None
-        return torchdiffeq.odeint(
-            field, y0, torch.tensor(times, dtype=torch.float64), method=method, rtol=rtol, atol=atol, options=opts
-        )
+        if project is None:
+            return torchdiffeq.odeint(
+                field, y0, torch.tensor(times, dtype=torch.float64), method=method, rtol=rtol, atol=atol, options=opts
+            )
+        out, y = [y0], y0
+        for a, b in zip(times, times[1:]):
+            y = project(torchdiffeq.odeint(field, y, torch.tensor([a, b], dtype=torch.float64), method=method,
+                                           rtol=rtol, atol=atol, options=opts)[-1])
+            out.append(y)
+        return torch.stack(out)
     stepper = SOLVERS[method]()
     out = [y0]
     y = y0
@@ -86,6 +96,8 @@ def solve(
             h = dt if i < n - 1 else b - t
             dw = noise(t, h, y.shape, y.dtype) if noisy else None
             y = stepper.step(field, t, y, h, diffusion, dw)
+            if project is not None:
+                y = project(y)
         out.append(y)
     return torch.stack(out)
 
