@@ -33,6 +33,16 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--no-plots", action="store_true", help="skip the figures written after a complete run")
     r.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
 
+    s = sub.add_parser("sweep", help="run the product of a parameter grid (batched), one trace per point + a summary")
+    s.add_argument("config", nargs="?", help="YAML config (its sweep.grid block adds to --grid)")
+    s.add_argument("--grid", action="append", default=[], metavar="KEY.PATH=V1,V2,...",
+                   help="values of one key (YAML scalars, or a YAML list in brackets); repeatable")
+    s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE")
+    s.add_argument("--out", help="sweep folder (default outputs/<name>-<timestamp>-sweep)")
+    s.add_argument("--overwrite", action="store_true")
+    s.add_argument("--resume", metavar="DIR", help="continue an interrupted sweep; finished points are skipped")
+    s.add_argument("--quiet", "-q", action="store_true")
+
     v = sub.add_parser("validate", help="check a config without running it")
     v.add_argument("config")
     v.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE")
@@ -108,6 +118,36 @@ def _cmd_run(args) -> int:
         if figs:
             print(f"figures: {run_dir / 'figures'}/ ({', '.join(p.name for p in figs)})")
         _print_summary(s)
+    return EXIT_OK
+
+
+def _cmd_sweep(args) -> int:
+    from .config import load_config
+    from .sweep import parse_grid, resume_sweep, sweep
+
+    stop = _StopFlag()
+    if args.resume:
+        if args.config or args.grid or args.overrides:
+            raise ConfigError("dgnn sweep --resume DIR takes no config, --grid or --set: the stored sweep is used")
+        stop.install()
+        res = resume_sweep(args.resume, progress=not args.quiet, should_stop=stop)
+    else:
+        if not args.config:
+            raise ConfigError("dgnn sweep: give a config file (or --resume DIR)")
+        cfg = load_config(args.config, args.overrides)
+        grid = parse_grid(args.grid)
+        stop.install()
+        res = sweep(cfg, grid, args.out, overwrite=args.overwrite, progress=not args.quiet, should_stop=stop)
+    if res.status == "interrupted":
+        print(f"dgnn: sweep interrupted; continue with: dgnn sweep --resume {res.out}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if res.status == "failed":
+        bad = [r["point"] for r in res.rows if r["status"] == "failed"]
+        print(f"dgnn: sweep stopped: points {bad} failed; see {res.out}/summary.csv", file=sys.stderr)
+        return EXIT_FAILED
+    if not args.quiet:
+        print(f"sweep:   {res.out} ({res.points} points, {res.ran} simulated now)")
+        print(f"summary: {res.out / 'summary.csv'} and summary.json")
     return EXIT_OK
 
 
@@ -196,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command is None:
             _parser().print_help()
             return EXIT_USAGE
-        return {"run": _cmd_run, "validate": _cmd_validate, "analyze": _cmd_analyze, "info": _cmd_info}[args.command](args)
+        return {"run": _cmd_run, "sweep": _cmd_sweep, "validate": _cmd_validate, "analyze": _cmd_analyze, "info": _cmd_info}[args.command](args)
     except ConfigError as exc:
         print(f"dgnn: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -169,6 +169,14 @@ class Record(_Model):
     phases: bool = True
 
 
+class Sweep(_Model):
+    """`dgnn sweep`: the grid (dotted key -> values) whose product is run; CLI --grid entries add to it."""
+
+    grid: dict[str, list[Union[bool, int, float, str]]] = {}
+    phases: bool = False  # keep (T, B, N) phase arrays in every point's trace
+    max_batch: int = Field(32, ge=1)  # most points simulated together as one batch
+
+
 class Config(_Model):
     """A whole run. Every key is documented in README (config reference)."""
 
@@ -187,6 +195,7 @@ class Config(_Model):
     metabolism: MetabolismConfig = MetabolismConfig()
     solver: Solver = Solver()
     record: Record = Record()
+    sweep: Sweep = Sweep()
 
     @field_validator("name")
     @classmethod

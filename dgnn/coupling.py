@@ -37,16 +37,31 @@ class Trig:
         return self._cache[m]
 
 
+Param = float | torch.Tensor  # a scalar, or (B, 1) per replica when a sweep batches points that differ in it
+
+
+def _cos(x: Param) -> Param:
+    return torch.cos(x) if isinstance(x, torch.Tensor) else math.cos(x)
+
+
+def _sin(x: Param) -> Param:
+    return torch.sin(x) if isinstance(x, torch.Tensor) else math.sin(x)
+
+
+def _zero(x: Param) -> bool:
+    return not isinstance(x, torch.Tensor) and x == 0.0
+
+
 class MeanField:
     """All-to-all with K_ij = k / N (i != j): sum_j sin(m(theta_j - theta_i - alpha)) = N Im(Z_m e^{-im(theta_i+alpha)}) - sin(-m alpha)."""
 
     name = "mean_field"
 
-    def __init__(self, n: int, strength: float, harmonics, lag: float):
+    def __init__(self, n: int, strength: Param, harmonics, lag: Param):
         self.n = n
-        self.terms = [(m, strength * amp, math.cos(m * lag), math.sin(m * lag)) for m, amp in harmonics]
+        self.terms = [(m, strength * amp, _cos(m * lag), _sin(m * lag)) for m, amp in harmonics]
         # the identity includes the j = i term, A_m sin(-m alpha); K has no self-coupling, so take it back out
-        self.self_term = sum(ka * math.sin(m * lag) for m, ka, _, _ in self.terms) / n
+        self.self_term = sum((ka * sl for m, ka, _, sl in self.terms), 0.0) / n
 
     def __call__(self, trig: Trig) -> torch.Tensor:
         out = None
@@ -58,28 +73,36 @@ class MeanField:
             out = term if out is None else out + term
         if out is None:
             return torch.zeros_like(trig.theta)
-        return out + self.self_term if self.self_term else out
+        return out if _zero(self.self_term) else out + self.self_term
 
 
 class Matrix:
-    """K as a dense or sparse CSR matrix; a global lag folds into the rotation, per-edge lags use K cos(m a), K sin(m a)."""
+    """K as a dense or sparse CSR matrix; a global lag folds into the rotation, per-edge lags use K cos(m a), K sin(m a).
 
-    def __init__(self, graph: Graph, strength: float, harmonics, lag: float, sparse: bool, device, dtype):
+    Scalar strength x amplitude is folded into the matrix; per-replica (B, 1) values multiply the result instead.
+    """
+
+    def __init__(self, graph: Graph, strength: Param, harmonics, lag: Param, sparse: bool, device, dtype):
         self.name = "sparse" if sparse else "dense"
         self.n = graph.n
         self.sparse = sparse
         tgt, src, w = graph.edges()
-        w = w * (strength / graph.normaliser)
+        w = w / graph.normaliser
         self.terms = []
         for m, amp in harmonics:
+            scale = strength * amp
+            fold = 1.0 if isinstance(scale, torch.Tensor) else scale  # into the matrix, or applied per replica
+            post = scale if isinstance(scale, torch.Tensor) else None
             if graph.lag is None:
-                mats = (self._matrix(tgt, src, amp * w, device, dtype),)
-                self.terms.append((m, mats, math.cos(m * lag), math.sin(m * lag)))
+                mats = (self._matrix(tgt, src, fold * w, device, dtype),)
+                self.terms.append((m, mats, _cos(m * lag), _sin(m * lag), post))
             else:
+                if isinstance(lag, torch.Tensor):
+                    raise ConfigError("coupling.phase_lag: cannot vary per replica on a graph with per-edge lags")
                 alpha = m * (graph.lag + lag)
-                kc = self._matrix(tgt, src, amp * w * np.cos(alpha), device, dtype)
-                ks = self._matrix(tgt, src, amp * w * np.sin(alpha), device, dtype)
-                self.terms.append((m, (kc, ks), None, None))
+                kc = self._matrix(tgt, src, fold * w * np.cos(alpha), device, dtype)
+                ks = self._matrix(tgt, src, fold * w * np.sin(alpha), device, dtype)
+                self.terms.append((m, (kc, ks), None, None, post))
 
     def _matrix(self, tgt, src, val, device, dtype):
         n = self.n
@@ -102,12 +125,12 @@ class Matrix:
 
     def __call__(self, trig: Trig) -> torch.Tensor:
         out = None
-        for m, mats, cl, sl in self.terms:
+        for m, mats, cl, sl, post in self.terms:
             c, s = trig(m)  # (B, N)
             b = c.shape[0]
             if cl is not None:
                 ks, kc = self._apply(mats[0], torch.cat([s, c], dim=0)).split(b)  # (B, N) each: K s, K c
-                if cl == 1.0 and sl == 0.0:
+                if _zero(sl) and not isinstance(cl, torch.Tensor) and cl == 1.0:
                     term = torch.addcmul(c * ks, s, kc, value=-1.0)
                 else:
                     term = cl * torch.addcmul(c * ks, s, kc, value=-1.0) - sl * torch.addcmul(s * ks, c, kc)
@@ -116,6 +139,8 @@ class Matrix:
                 ps, pc = self._apply(mats[0], both).split(b)  # Kc s, Kc c
                 qs, qc = self._apply(mats[1], both).split(b)  # Ks s, Ks c
                 term = (c * ps - s * pc) - (c * qc + s * qs)
+            if post is not None:
+                term = term * post
             out = term if out is None else out + term
         return torch.zeros_like(trig.theta) if out is None else out
 

@@ -45,22 +45,24 @@ class Metabolism:
     """State block [e (D) | ledger (6 x D)] appended to the phases; drift, gate and clamping projection."""
 
     def __init__(self, cfg: MetabolismConfig, neuron_domain: np.ndarray, glia_domain: np.ndarray, n_domains: int,
-                 synaptic_load: np.ndarray, device, dtype):
-        self.cfg = cfg
+                 synaptic_load: np.ndarray, device, dtype, params: dict | None = None):
+        """synaptic_load: (N,) sum_j |K_ij|. params: per-replica (B, 1) tensors overriding numeric cfg fields."""
+        p = {k: getattr(cfg, k) for k in ("p_base", "p_act", "p_syn", "supply", "e_max", "e_init", "k_m")}
+        p.update(params or {})
+        self.p_act, self.e_max, self.e_init, self.k_m = p["p_act"], p["e_max"], p["e_init"], p["k_m"]
         self.d = n_domains
         self.size = n_domains * (1 + len(LEDGER))
         self.schedule = Schedule(cfg.schedule)
         self.index = torch.as_tensor(neuron_domain, device=device)  # (N,)
-        glia_per_domain = np.bincount(glia_domain, minlength=n_domains).astype(float)
-        neurons_per_domain = np.bincount(neuron_domain, minlength=n_domains).astype(float)
-        self.supply = torch.as_tensor(cfg.supply * glia_per_domain, device=device, dtype=dtype)  # (D,)
-        self.base = torch.as_tensor(cfg.p_base * neurons_per_domain, device=device, dtype=dtype)  # (D,)
-        syn = np.bincount(neuron_domain, weights=synaptic_load, minlength=n_domains)
-        self.synapse = torch.as_tensor(cfg.p_syn * syn, device=device, dtype=dtype)  # (D,)
+        per_domain = lambda w: torch.as_tensor(np.bincount(w[0], weights=w[1], minlength=n_domains),  # noqa: E731
+                                               device=device, dtype=dtype)
+        self.supply = p["supply"] * per_domain((glia_domain, None))  # (D,) or (B, D)
+        self.base = p["p_base"] * per_domain((neuron_domain, None))
+        self.synapse = p["p_syn"] * per_domain((neuron_domain, synaptic_load))
 
     def initial(self, batch: int, device, dtype) -> torch.Tensor:
         y = torch.zeros(batch, self.size, device=device, dtype=dtype)
-        y[:, : self.d] = self.cfg.e_init
+        y[:, : self.d] = self.e_init
         return y  # (B, 7 D)
 
     def reserve(self, block: torch.Tensor) -> torch.Tensor:
@@ -72,15 +74,15 @@ class Metabolism:
     def gate(self, block: torch.Tensor) -> torch.Tensor:
         """g_i = e / (e + k_m) of each neuron's domain, with e >= 0: (B, N)."""
         e = self.reserve(block).clamp_min(0.0)
-        return (e / (e + self.cfg.k_m))[:, self.index]
+        return (e / (e + self.k_m))[:, self.index]
 
     def drift(self, t: float, block: torch.Tensor, deviation: torch.Tensor) -> torch.Tensor:
         """d/dt of the block, given theta' - omega (B, N)."""
         e = self.reserve(block)
         b = block.shape[0]
-        supplied = (self.supply * self.schedule.factor(float(t))) * (1.0 - e / self.cfg.e_max)  # (B, D)
+        supplied = (self.supply * self.schedule.factor(float(t))) * (1.0 - e / self.e_max)  # (B, D)
         activity = torch.zeros(b, self.d, device=block.device, dtype=block.dtype)
-        activity.index_add_(1, self.index, self.cfg.p_act * deviation * deviation)  # (B, D)
+        activity.index_add_(1, self.index, self.p_act * deviation * deviation)  # (B, D)
         base, synapse = self.base.expand(b, -1), self.synapse.expand(b, -1)
         de = supplied - base - activity - synapse
         zero = torch.zeros_like(e)
@@ -90,7 +92,7 @@ class Metabolism:
         """Clamp e to [0, e_max] and book the difference as unmet demand or discarded supply."""
         e = self.reserve(block)
         low = (-e).clamp_min(0.0)  # energy that clamping at 0 adds back
-        high = (e - self.cfg.e_max).clamp_min(0.0)  # energy that clamping at e_max removes
+        high = (e - self.e_max).clamp_min(0.0)  # energy that clamping at e_max removes
         if not bool((low > 0).any() or (high > 0).any()):
             return block
         d = self.d
@@ -102,5 +104,5 @@ class Metabolism:
 
     def power(self, deviation: torch.Tensor) -> torch.Tensor:
         """Total power drawn by all neurons (B,), energy / time."""
-        act = self.cfg.p_act * (deviation * deviation).sum(1)
-        return act + self.base.sum() + self.synapse.sum()
+        act = (self.p_act * deviation * deviation).sum(1)
+        return act + self.base.sum(-1) + self.synapse.sum(-1)

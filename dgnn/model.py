@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from .config import Config
-from .coupling import MeanField, Trig, make_backend
+from .coupling import MeanField, Param, Trig, _sin, _zero, make_backend
 from .errors import ConfigError
 from .potentials import HKB, KURAMOTO
 from .topology import Graph, build_graph, domains
@@ -56,7 +56,7 @@ class SinusoidDrive:
     mask: torch.Tensor  # (N,) 0/1
 
     def __call__(self, t: float) -> torch.Tensor:
-        return (self.amplitude * np.sin(self.frequency * t + self.phase)) * self.mask  # (N,)
+        return (self.amplitude * _sin(self.frequency * t + self.phase)) * self.mask  # (N,) or (B, N)
 
 
 class DomainMeans:
@@ -90,11 +90,11 @@ class GlialNeuralField:
         neuron_domain: np.ndarray | None = None,  # (N,)
         glia_domain: np.ndarray | None = None,  # (G,)
         n_domains: int = 0,
-        c_gn: float = 0.0,
-        c_ng: float = 0.0,
+        c_gn: Param = 0.0,
+        c_ng: Param = 0.0,
         drive: Callable[[float], torch.Tensor] | None = None,
-        sigma_neurons: float = 0.0,
-        sigma_glia: float = 0.0,
+        sigma_neurons: Param = 0.0,
+        sigma_glia: Param = 0.0,
         graph: Graph | None = None,
         metabolism=None,
     ):
@@ -108,17 +108,21 @@ class GlialNeuralField:
         self.c_gn, self.c_ng = c_gn, c_ng
         self.drive = drive
         dev, dt = omega.device, omega.dtype
-        if self.n_glia and (c_gn or c_ng):
+        self.use_gn, self.use_ng = bool(self.n_glia) and not _zero(c_gn), bool(self.n_glia) and not _zero(c_ng)
+        if self.use_gn or self.use_ng:
             self.neuron_dom = DomainMeans(neuron_domain, n_domains, dev, dt)
             self.glia_dom = DomainMeans(glia_domain, n_domains, dev, dt)
             self.neuron_dom_idx = torch.as_tensor(neuron_domain, device=dev)
             self.glia_dom_idx = torch.as_tensor(glia_domain, device=dev)
         self.n_state = self.n_neurons + self.n_glia + (metabolism.size if metabolism is not None else 0)
         self.project = self._project if metabolism is not None else None  # solver hook: None = no constraints
-        self.sigma = torch.cat(
-            [torch.full((self.n_neurons,), sigma_neurons), torch.full((self.n_glia,), sigma_glia),
-             torch.zeros(self.n_state - self.n_neurons - self.n_glia)]
-        ).to(device=dev, dtype=dt)  # (n_state,): no noise on the energy block
+        ng = self.n_neurons + self.n_glia
+        if isinstance(sigma_neurons, torch.Tensor) or isinstance(sigma_glia, torch.Tensor):
+            self.sigma = torch.zeros(omega.shape[0], self.n_state, device=dev, dtype=dt)  # (B, n_state) per replica
+        else:
+            self.sigma = torch.zeros(self.n_state, device=dev, dtype=dt)  # (n_state,)
+        self.sigma[..., : self.n_neurons] = sigma_neurons
+        self.sigma[..., self.n_neurons: ng] = sigma_glia  # the energy block stays noise-free
 
     def __call__(self, t: float, y: torch.Tensor) -> torch.Tensor:
         n = self.n_neurons
@@ -136,14 +140,14 @@ class GlialNeuralField:
         psi = y[:, n:ng]  # (B, G)
         gtrig = Trig(psi)
         dpsi = self.nu if self.glia_coupling is None else self.nu + self.glia_coupling(gtrig)
-        if self.c_gn or self.c_ng:
+        if self.use_gn or self.use_ng:
             c, s = trig(1)
             gc, gs = gtrig(1)
-            if self.c_gn:  # mean over the domain's glia of sin(psi_g - theta_i) = Im(Zg e^{-i theta_i})
+            if self.use_gn:  # mean over the domain's glia of sin(psi_g - theta_i) = Im(Zg e^{-i theta_i})
                 zx, zy = self.glia_dom(gc, gs)  # (B, D)
                 zx, zy = zx[:, self.neuron_dom_idx], zy[:, self.neuron_dom_idx]  # (B, N)
                 dtheta = dtheta + self.c_gn * (zy * c - zx * s)
-            if self.c_ng:  # mean over the domain's neurons of sin(theta_i - psi_g)
+            if self.use_ng:  # mean over the domain's neurons of sin(theta_i - psi_g)
                 zx, zy = self.neuron_dom(c, s)
                 zx, zy = zx[:, self.glia_dom_idx], zy[:, self.glia_dom_idx]  # (B, G)
                 dpsi = dpsi + self.c_ng * (zy * gc - zx * gs)
@@ -165,42 +169,55 @@ class GlialNeuralField:
     @classmethod
     def from_config(cls, cfg: Config, device, dtype, rng: np.random.Generator, graph: Graph | None = None):
         """Build from a validated config: graph, frequencies (seeded rng), domains, backends, drive."""
+        return cls.from_points([cfg], device, dtype, [rng], graph)
+
+    @classmethod
+    def from_points(cls, points: list[Config], device, dtype, rngs: list[np.random.Generator], graph: Graph | None = None):
+        """One field for several configs that differ only in numeric parameters (BATCHABLE): point p owns replicas
+        p*B .. (p+1)*B - 1, and each differing parameter becomes a (P*B, 1) tensor."""
         from .sampling import sample_frequencies
 
+        cfg = points[0]
         n, g, b = cfg.neurons.count, cfg.glia_count, cfg.replicas
+
+        def par(path: str) -> Param:
+            return batched([_get(p, path) for p in points], b, device, dtype)
+
         graph = graph if graph is not None else build_graph(cfg.topology, n, cfg.seed)
-        potential = HKB(cfg.coupling.a, cfg.coupling.b)
-        neuron_coupling = make_backend(
-            graph, cfg.coupling.strength, potential.harmonics, cfg.coupling.phase_lag, cfg.coupling.backend, device, dtype
-        )
-        omega = sample_frequencies(cfg.neurons.frequency, n, b, rng)
-        nu = sample_frequencies(cfg.glia.frequency, g, b, rng)
+        strength, lag = par("coupling.strength"), par("coupling.phase_lag")
+        potential = HKB(par("coupling.a"), par("coupling.b"))
+        neuron_coupling = make_backend(graph, strength, potential.harmonics, lag, cfg.coupling.backend, device, dtype)
+        omega = np.concatenate([sample_frequencies(p.neurons.frequency, n, b, r) for p, r in zip(points, rngs)])
+        nu = np.concatenate([sample_frequencies(p.glia.frequency, g, b, r) for p, r in zip(points, rngs)])
         n_domains = min(n, g)
-        mods = graph.modules
-        neuron_domain = domains(n, n_domains, mods)
+        neuron_domain = domains(n, n_domains, graph.modules)
         glia_domain = domains(g, n_domains, None) if g else np.zeros(0, dtype=np.int64)
         glia_coupling = None
-        if g and cfg.glia.coupling:
+        k_gg = par("glia.coupling")
+        if g and not _zero(k_gg):
             if cfg.glia.topology == "all_to_all":
-                glia_coupling = MeanField(g, cfg.glia.coupling, KURAMOTO.harmonics, 0.0)
+                glia_coupling = MeanField(g, k_gg, KURAMOTO.harmonics, 0.0)
             else:
                 glia_coupling = make_backend(
                     domain_graph(graph, neuron_domain, glia_domain, n_domains),
-                    cfg.glia.coupling, KURAMOTO.harmonics, 0.0, "auto", device, dtype,
+                    k_gg, KURAMOTO.harmonics, 0.0, "auto", device, dtype,
                 )
         drive = None
         if cfg.drive.kind != "none":
             mask = torch.zeros(n, device=device, dtype=dtype)
             mask[cfg.drive.targets if cfg.drive.targets is not None else slice(None)] = 1.0
-            freq = 0.0 if cfg.drive.kind == "constant" else cfg.drive.frequency
-            phase = np.pi / 2 if cfg.drive.kind == "constant" else cfg.drive.phase  # sin(pi/2) = 1
-            drive = SinusoidDrive(cfg.drive.amplitude, freq, phase, mask)
+            constant = cfg.drive.kind == "constant"
+            freq = 0.0 if constant else par("drive.frequency")
+            phase = np.pi / 2 if constant else par("drive.phase")  # sin(pi/2) = 1
+            drive = SinusoidDrive(par("drive.amplitude"), freq, phase, mask)
         metabolism = None
         if cfg.metabolism.enabled:
             from .metabolism import Metabolism
 
-            metabolism = Metabolism(cfg.metabolism, neuron_domain, glia_domain, n_domains,
-                                    synaptic_load(graph, cfg.coupling.strength), device, dtype)
+            params = {k: par(f"metabolism.{k}") for k in ("p_base", "p_act", "p_syn", "supply", "e_max", "e_init", "k_m")}
+            params["p_syn"] = params["p_syn"] * _abs(strength)
+            metabolism = Metabolism(cfg.metabolism, neuron_domain, glia_domain, n_domains, synaptic_load(graph, 1.0),
+                                    device, dtype, params)
         return cls(
             omega=torch.as_tensor(omega, device=device, dtype=dtype),
             nu=torch.as_tensor(nu, device=device, dtype=dtype),
@@ -209,14 +226,43 @@ class GlialNeuralField:
             neuron_domain=neuron_domain,
             glia_domain=glia_domain,
             n_domains=n_domains,
-            c_gn=cfg.glia.coupling_to_neurons,
-            c_ng=cfg.glia.coupling_from_neurons,
+            c_gn=par("glia.coupling_to_neurons"),
+            c_ng=par("glia.coupling_from_neurons"),
             drive=drive,
-            sigma_neurons=cfg.noise.neurons,
-            sigma_glia=cfg.noise.glia,
+            sigma_neurons=par("noise.neurons"),
+            sigma_glia=par("noise.glia"),
             graph=graph,
             metabolism=metabolism,
         )
+
+
+# numeric keys that may differ between sweep points run as one batch (everything else must be equal)
+BATCHABLE = (
+    "coupling.strength", "coupling.a", "coupling.b", "coupling.phase_lag",
+    "glia.coupling_to_neurons", "glia.coupling_from_neurons", "glia.coupling",
+    "neurons.frequency.center", "neurons.frequency.width", "glia.frequency.center", "glia.frequency.width",
+    "noise.neurons", "noise.glia", "drive.amplitude", "drive.frequency", "drive.phase",
+    "metabolism.p_base", "metabolism.p_act", "metabolism.p_syn", "metabolism.supply", "metabolism.e_max",
+    "metabolism.e_init", "metabolism.k_m",
+)
+
+
+def _get(cfg: Config, path: str):
+    node = cfg
+    for part in path.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def _abs(x: Param) -> Param:
+    return x.abs() if isinstance(x, torch.Tensor) else abs(x)
+
+
+def batched(values: list[float], replicas: int, device, dtype) -> Param:
+    """A float when every point agrees, else (P * replicas, 1): each point's value repeated over its replicas."""
+    if all(v == values[0] for v in values):
+        return float(values[0])
+    return torch.tensor(values, device=device, dtype=dtype).repeat_interleave(replicas).unsqueeze(1)
 
 
 def domain_graph(graph: Graph, neuron_domain: np.ndarray, glia_domain: np.ndarray, n_domains: int) -> Graph:
@@ -240,10 +286,15 @@ def synaptic_load(graph: Graph, strength: float) -> np.ndarray:
     return np.bincount(graph.target, weights=np.abs(graph.weight), minlength=graph.n) * abs(strength) / graph.normaliser
 
 
-def build_field(cfg: Config, device, dtype, rng: np.random.Generator):
-    """Instantiate the registered vector field named by `cfg.model`."""
+def build_field(points: list[Config], device, dtype, rngs: list[np.random.Generator]):
+    """Instantiate the registered vector field named by `model` for one config, or a batch of sweep points."""
+    cfg = points[0]
     try:
         cls = VECTOR_FIELDS[cfg.model]
     except KeyError:
         raise ConfigError(f"model: unknown vector field {cfg.model!r}; registered: {', '.join(sorted(VECTOR_FIELDS))}") from None
-    return cls.from_config(cfg, device, dtype, rng)
+    if len(points) == 1:
+        return cls.from_config(cfg, device, dtype, rngs[0])
+    if not hasattr(cls, "from_points"):
+        raise ConfigError(f"model: {cfg.model!r} cannot batch sweep points (it has no from_points); use --max-batch 1")
+    return cls.from_points(points, device, dtype, rngs)

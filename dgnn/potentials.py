@@ -4,6 +4,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import torch
+
 
 @dataclass(frozen=True)
 class HKB:
@@ -22,8 +24,11 @@ class HKB:
 
     @property
     def harmonics(self) -> tuple[tuple[int, float], ...]:
-        """((m, A_m), ...) with f(theta_i - theta_j) = sum_m A_m sin(m (theta_j - theta_i)); zero terms dropped."""
-        return tuple((m, amp) for m, amp in ((1, self.a), (2, 2.0 * self.b)) if amp != 0.0)
+        """((m, A_m), ...) with f(theta_i - theta_j) = sum_m A_m sin(m (theta_j - theta_i)); zero terms dropped.
+
+        a and b may be (B, 1) tensors (one value per replica); a term is kept if any replica needs it."""
+        terms = ((1, self.a), (2, 2.0 * self.b))
+        return tuple((m, amp) for m, amp in terms if isinstance(amp, torch.Tensor) or amp != 0.0)
 
 
 KURAMOTO = HKB(1.0, 0.0)

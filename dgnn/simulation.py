@@ -36,30 +36,32 @@ def resolve_device(name: str) -> torch.device:
 class Simulation:
     """State y = [theta, psi] (B, N + G) kept in [-pi, pi) with whole turns counted apart, advanced record by record."""
 
-    def __init__(self, cfg: Config, device: str | torch.device | None = None):
-        self.cfg = cfg
+    def __init__(self, cfg: Config, device: str | torch.device | None = None, points: list[Config] | None = None):
+        """points: sweep points that differ from cfg only in numeric keys (model.BATCHABLE), simulated together;
+        point p owns replicas p * cfg.replicas .. (p + 1) * cfg.replicas - 1. Each point draws its frequencies
+        and initial phases from its own seed; the noise stream is cfg's."""
+        points = points or [cfg]
+        self.cfg, self.points = cfg, points
         self.device = torch.device(device) if device is not None else resolve_device(cfg.device)
         self.dtype = torch.float64 if cfg.dtype == "float64" else torch.float32
-        params, init, noise = np.random.SeedSequence(cfg.seed).spawn(3)
-        self.field = build_field(cfg, self.device, self.dtype, np.random.default_rng(params))
-        self.n, self.g, self.b = self.field.n_neurons, self.field.n_glia, cfg.replicas
+        streams = [np.random.SeedSequence(p.seed).spawn(3) for p in points]  # params, initial state, noise
+        self.field = build_field(points, self.device, self.dtype, [np.random.default_rng(s[0]) for s in streams])
+        self.n, self.g, self.b = self.field.n_neurons, self.field.n_glia, cfg.replicas * len(points)
         self.n_phase = self.n + self.g
         self.metabolism = getattr(self.field, "metabolism", None)
-        rng = np.random.default_rng(init)
-        y0 = np.concatenate(
-            [
-                sample_phases(cfg.neurons.initial_phase, self.n, self.b, rng),
-                sample_phases(cfg.glia.initial_phase, self.g, self.b, rng),
-            ],
-            axis=1,
-        )
+        blocks = []
+        for p, s in zip(points, streams):
+            rng = np.random.default_rng(s[1])
+            blocks.append(np.concatenate([sample_phases(p.neurons.initial_phase, self.n, p.replicas, rng),
+                                          sample_phases(p.glia.initial_phase, self.g, p.replicas, rng)], axis=1))
+        y0 = np.concatenate(blocks, axis=0)
         self.y = torch.as_tensor(y0, device=self.device, dtype=self.dtype)  # (B, N + G [+ energy block])
         if self.metabolism is not None:
             self.y = torch.cat([self.y, self.metabolism.initial(self.b, self.device, self.dtype)], dim=1)
         self.turns = torch.zeros(self.b, self.n_phase, device=self.device, dtype=torch.int64)  # whole turns removed
         self._wrap()
         self.initial = self.unwrapped().cpu().numpy()  # (B, N + G) phases at t = 0
-        self.noise = GaussianIncrements(int(noise.generate_state(1)[0]), self.device)
+        self.noise = GaussianIncrements(int(streams[0][2].generate_state(1)[0]), self.device)
         self.noisy = bool((self.field.sigma > 0).any())
         self.record = 0  # index of the current record; t = record * record.every
         modules = self.field.graph.modules if self.field.graph is not None else None
@@ -111,9 +113,10 @@ class Simulation:
         return self.y[:, : self.n_phase].double() + TWO_PI * self.turns.double()
 
     # ------------------------------------------------------------------------------------------------ records
-    def series(self) -> list[Series]:
-        """What each record holds (the trace layout)."""
-        cfg, b, n, g = self.cfg, self.b, self.n, self.g
+    def series(self, b: int | None = None) -> list[Series]:
+        """What each record holds (the trace layout), for b replicas (default: the whole batch)."""
+        cfg, n, g = self.cfg, self.n, self.g
+        b = self.b if b is None else b
         dt = "float64" if self.dtype == torch.float64 else "float32"
         out = [Series("time", (), "float64", {"units": "time (dimensionless)"})]
         if cfg.record.phases:
@@ -254,11 +257,15 @@ def prepare_run_dir(out: Path, overwrite: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
-def _loop(sim: Simulation, writer: TraceWriter, should_stop, progress: bool) -> RunResult:
+def _loop(sim: Simulation, writer: TraceWriter, should_stop, progress: bool, bar=None) -> RunResult:
+    """Advance to the end, appending and flushing records; statuses for stop, failure and completion.
+    A caller's `bar` (a sweep's overall progress) is advanced but not closed."""
     from .progress import Progress
 
     total = sim.cfg.n_records
-    bar = Progress(total=total, initial=sim.record, enabled=progress, unit="rec", desc=sim.cfg.name)
+    own_bar = bar is None
+    if own_bar:
+        bar = Progress(total=total, initial=sim.record, enabled=progress, unit="rec", desc=sim.cfg.name)
     last_flush = _time.monotonic()
     try:
         while sim.record < total:
@@ -284,7 +291,8 @@ def _loop(sim: Simulation, writer: TraceWriter, should_stop, progress: bool) -> 
         writer.set_status("failed" if not isinstance(exc, KeyboardInterrupt) else "interrupted", f"{type(exc).__name__}: {exc}")
         raise
     finally:
-        bar.close()
+        if own_bar:
+            bar.close()
         writer.close()
 
 

@@ -97,7 +97,7 @@ def test_full_field_matches_model_md_with_glia(ratio):
         "coupling": {"strength": 1.3, "b": 0.2, "phase_lag": 0.1},
         "drive": {"kind": "sinusoid", "amplitude": 0.5, "frequency": 2.0, "targets": [0, 3]},
     })
-    field = build_field(cfg, "cpu", torch.float64, np.random.default_rng(0))
+    field = build_field([cfg], "cpu", torch.float64, [np.random.default_rng(0)])
     g = field.n_glia
     rng = np.random.default_rng(9)
     y = rng.uniform(-np.pi, np.pi, (2, n + g))
@@ -127,5 +127,5 @@ def test_full_field_matches_model_md_with_glia(ratio):
 def test_modular_domains_follow_modules():
     cfg = config_from_dict({"neurons": {"count": 40}, "glia": {"ratio": 0.1, "coupling_to_neurons": 1.0},
                             "topology": {"kind": "modular", "modules": 4, "p_in": 0.5, "p_out": 0.01}})
-    field = build_field(cfg, "cpu", torch.float64, np.random.default_rng(0))
+    field = build_field([cfg], "cpu", torch.float64, [np.random.default_rng(0)])
     assert np.array_equal(field.neuron_domain, field.graph.modules)

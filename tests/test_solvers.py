@@ -14,7 +14,7 @@ W1, W2, K, TH1, TH2, T = 1.2, -0.3, 1.0, 0.4, -0.2, 5.0
 
 def _field():
     cfg = two_oscillator_config(W1, W2, K, TH1, TH2)
-    return build_field(cfg, "cpu", torch.float64, np.random.default_rng(0))
+    return build_field([cfg], "cpu", torch.float64, [np.random.default_rng(0)])
 
 
 def _slope(dts, errs):

@@ -1,0 +1,266 @@
+"""`dgnn sweep`: the product of a parameter grid, batched where points differ only in numeric keys, one metrics-only
+trace per point, a summary table (CSV + JSON), progress with ETA, and resume that skips finished points."""
+from __future__ import annotations
+
+import copy
+import csv
+import itertools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import h5py
+import numpy as np
+import yaml
+
+from .config import Config, _safe_load, config_from_dict, config_from_yaml_text, config_to_yaml, load_config
+from .errors import ConfigError
+from .model import BATCHABLE
+from .progress import Progress
+from .simulation import Simulation, _loop, prepare_run_dir
+from .traces import TraceWriter
+from .version import __version__
+
+
+@dataclass(frozen=True)
+class Point:
+    index: int
+    values: dict[str, Any]  # grid key -> value of this point
+    cfg: Config
+
+    @property
+    def label(self) -> str:
+        return f"p{self.index:04d}"
+
+
+def parse_grid(items: list[str]) -> dict[str, list]:
+    """['coupling.strength=0.5,1,2', 'coupling.b=[0, 0.25]'] -> {key: [values]} (values parsed as YAML scalars)."""
+    grid: dict[str, list] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"--grid {item!r}: expected key.path=v1,v2,... (for example --grid coupling.strength=0.5,1,2)")
+        key, raw = (x.strip() for x in item.split("=", 1))
+        try:
+            values = _safe_load(raw) if raw.startswith("[") else [_safe_load(v) for v in raw.split(",")]
+        except yaml.YAMLError:
+            raise ConfigError(f"--grid {key}: cannot parse values {raw!r}") from None
+        if not isinstance(values, list) or not values or any(v is None or isinstance(v, (list, dict)) for v in values):
+            raise ConfigError(f"--grid {key}: expected a non-empty list of scalars, found {raw!r}")
+        grid[key] = values
+    return grid
+
+
+def _set(data: dict, key: str, value) -> None:
+    node = data
+    parts = key.split(".")
+    for part in parts[:-1]:
+        nxt = node.setdefault(part, {})
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"sweep.grid.{key}: {part} is a value, not a section")
+        node = nxt
+    node[parts[-1]] = value
+
+
+def expand(base: Config, grid: dict[str, list]) -> list[Point]:
+    """Every combination of the grid as a validated config (errors name the point and the key)."""
+    if not grid:
+        raise ConfigError("sweep: empty grid; give --grid key=v1,v2,... or a sweep.grid block in the config")
+    data = base.model_dump(mode="python")
+    data["sweep"] = {}
+    keys = list(grid)
+    points = []
+    for i, combo in enumerate(itertools.product(*(grid[k] for k in keys))):
+        d = copy.deepcopy(data)
+        values = dict(zip(keys, combo))
+        for k, v in values.items():
+            _set(d, k, v)
+        d["name"] = f"{base.name}-p{i:04d}"
+        where = ", ".join(f"{k}={v}" for k, v in values.items())
+        points.append(Point(i, values, config_from_dict(d, f"sweep point {i} ({where})")))
+    return points
+
+
+def batch_key(cfg: Config) -> str:
+    """Everything but the batchable numeric keys and the name: equal keys can share one batch."""
+    d = cfg.model_dump(mode="json")
+    d.pop("name")
+    for path in BATCHABLE:
+        node = d
+        *head, leaf = path.split(".")
+        for part in head:
+            node = node[part]
+        node.pop(leaf)
+    return json.dumps(d, sort_keys=True)
+
+
+def plan(points: list[Point], max_batch: int) -> list[list[Point]]:
+    """Group batchable points (in grid order), at most max_batch points per batch."""
+    groups: dict[str, list[Point]] = {}
+    for p in points:
+        groups.setdefault(batch_key(p.cfg), []).append(p)
+    return [g[i:i + max_batch] for g in groups.values() for i in range(0, len(g), max_batch)]
+
+
+class MultiWriter:
+    """Fans each batched record out to one trace per point (replica slice), so the run loop is shared with `run`."""
+
+    def __init__(self, writers: list[TraceWriter], replicas: int):
+        self.writers, self.replicas = writers, replicas
+        self.path = writers[0].path
+
+    def _slice(self, i: int, record: dict) -> dict:
+        lo, hi = i * self.replicas, (i + 1) * self.replicas
+        return {k: (v[lo:hi] if np.ndim(v) >= 1 else v) for k, v in record.items()}
+
+    def append(self, record: dict) -> None:
+        for i, w in enumerate(self.writers):
+            w.append(self._slice(i, record))
+
+    @property
+    def rows(self) -> int:
+        return self.writers[0].rows
+
+    @property
+    def pending_bytes(self) -> int:
+        return sum(w.pending_bytes for w in self.writers)
+
+    def flush(self, checkpoint: dict | None = None) -> None:
+        for i, w in enumerate(self.writers):
+            if checkpoint is None:
+                w.flush()
+            else:
+                ck = dict(checkpoint)
+                ck["y"], ck["turns"] = self._slice(i, {"y": checkpoint["y"], "turns": checkpoint["turns"]}).values()
+                w.flush(ck)
+
+    def set_status(self, status: str, message: str | None = None) -> None:
+        for w in self.writers:
+            w.set_status(status, message)
+
+    def close(self) -> None:
+        for w in self.writers:
+            w.close()
+
+
+def _status(path: Path) -> str:
+    try:
+        with h5py.File(path, "r") as h5:
+            return str(h5.attrs.get("status", ""))
+    except OSError:
+        return "missing"
+
+
+def _run_batch(batch: list[Point], out: Path, progress_bar, should_stop) -> str:
+    base = batch[0].cfg
+    sim = Simulation(base, points=[p.cfg for p in batch])
+    static = sim.static()
+    b = base.replicas
+    writers = []
+    for i, p in enumerate(batch):
+        d = out / "points" / p.label
+        d.mkdir(parents=True, exist_ok=True)
+        text = config_to_yaml(p.cfg)
+        (d / "config.yaml").write_text(text, encoding="utf-8")
+        own = {k: ((v[i * b:(i + 1) * b] if k.endswith(("frequency", "initial_phase")) else v), a) for k, (v, a) in static.items()}
+        writers.append(TraceWriter.create(
+            d / "trace.h5", config_text=text, version=__version__, series=sim.series(b), static=own,
+            attrs={"device": str(sim.device), "backend": sim.field.backend_name, "sweep_point": p.index,
+                   "sweep_batch_size": len(batch)},
+        ))
+    mw = MultiWriter(writers, b)
+    mw.append(sim.snapshot())
+    mw.flush(sim.state_dict())
+    return _loop(sim, mw, should_stop, progress=False, bar=progress_bar).status
+
+
+def _summary_row(p: Point, out: Path) -> dict:
+    from .analysis import summarize
+
+    path = out / "points" / p.label / "trace.h5"
+    row = {"point": p.index, **p.values, "status": _status(path), "trace": str(path.relative_to(out))}
+    if row["status"] != "complete":
+        return row
+    s = summarize(path)
+    n = s["neurons"]
+    row.update(r_mean=n["order_parameter_mean"], r_final=n["order_parameter_final"], metastability=n["metastability"],
+               natural_frequency_mean=n["natural_frequency_mean"])
+    if "mean_frequency" in n:
+        row["mean_frequency"] = n["mean_frequency"]
+    if "glia" in s:
+        row["glia_r_mean"] = s["glia"]["order_parameter_mean"]
+    if "metabolism" in s:
+        m = s["metabolism"]
+        row.update(energy_supplied=m["total_supplied"], energy_consumed=m["total_consumed"],
+                   energy_unmet=m["total_unmet"], reserve_final=m["reserve_final"])
+    return row
+
+
+def write_summary(points: list[Point], out: Path) -> list[dict]:
+    rows = [_summary_row(p, out) for p in points]
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    with open(out / "summary.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)
+    (out / "summary.json").write_text(json.dumps(rows, indent=2, default=float))
+    return rows
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    out: Path
+    status: str  # complete | interrupted | failed
+    points: int
+    ran: int  # points simulated in this call (finished ones are skipped on resume)
+    rows: list[dict]
+
+
+def sweep(base: Config, grid: dict[str, list] | None = None, out: str | Path | None = None, *, overwrite: bool = False,
+          progress: bool = True, should_stop: Callable[[], bool] | None = None, resume: bool = False) -> SweepResult:
+    """Run the product of `base.sweep.grid` and `grid`; points already complete in `out` are skipped on resume."""
+    from .simulation import default_run_dir
+
+    grid = {**base.sweep.grid, **(grid or {})}
+    if not base.sweep.phases:
+        data = base.model_dump(mode="python")
+        data["record"]["phases"] = False
+        base = config_from_dict(data)
+    points = expand(base, grid)
+    out = Path(out) if out is not None else default_run_dir(base).with_name(default_run_dir(base).name + "-sweep")
+    if not resume:
+        prepare_run_dir(out, overwrite)
+        (out / "sweep.yaml").write_text(yaml.safe_dump({"base": config_to_yaml(base), "grid": grid}, sort_keys=False))
+    todo = [p for p in points if _status(out / "points" / p.label / "trace.h5") != "complete"]
+    batches = plan(todo, base.sweep.max_batch)
+    bar = Progress(total=sum(b[0].cfg.n_records for b in batches), enabled=progress, unit="rec",
+                   desc=f"sweep {len(points) - len(todo)}/{len(points)} points done")
+    status = "complete"
+    try:
+        for batch in batches:
+            result = _run_batch(batch, out, bar, should_stop)
+            if result != "complete":
+                status = result
+                break
+            if bar.bar is not None:
+                done = sum(_status(out / "points" / p.label / "trace.h5") == "complete" for p in points)
+                bar.bar.set_description(f"sweep {done}/{len(points)} points done")
+    finally:
+        bar.close()
+        rows = write_summary(points, out)
+    return SweepResult(out, status, len(points), sum(len(b) for b in batches), rows)
+
+
+def resume_sweep(out: str | Path, *, progress: bool = True, should_stop=None) -> SweepResult:
+    """Continue a sweep folder: finished points are kept, unfinished batches run again from their start."""
+    out = Path(out)
+    try:
+        meta = yaml.safe_load((out / "sweep.yaml").read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"--resume {out}: not a sweep folder (sweep.yaml: {exc.__class__.__name__})") from None
+    base = config_from_yaml_text(meta["base"], f"{out}/sweep.yaml")
+    return sweep(base, meta["grid"], out, progress=progress, should_stop=should_stop, resume=True)
+
+
+def load_sweep_config(path, overrides, grid_items) -> tuple[Config, dict]:
+    return load_config(path, overrides), parse_grid(grid_items)
