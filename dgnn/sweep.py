@@ -221,7 +221,8 @@ def sweep(base: Config, grid: dict[str, list] | None = None, out: str | Path | N
     """Run the product of `base.sweep.grid` and `grid`; points already complete in `out` are skipped on resume."""
     from .simulation import default_run_dir
 
-    grid = {**base.sweep.grid, **(grid or {})}
+    grid = {k: [v.item() if isinstance(v, np.generic) else v for v in vals]  # numpy scalars from API callers
+            for k, vals in {**base.sweep.grid, **(grid or {})}.items()}
     if not base.sweep.phases:
         data = base.model_dump(mode="python")
         data["record"]["phases"] = False

@@ -100,3 +100,28 @@ def test_sweep_cli(tmp_path):
     r = subprocess.run([sys.executable, "-m", "dgnn", "sweep", str(cfg), "--grid", "neurons.cont=1,2",
                         "--out", str(tmp_path / "o2"), "--quiet"], capture_output=True, text=True)
     assert r.returncode == 2 and "neurons.cont: unknown key" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_arnold_tongue_edges_match_d_le_k(tmp_path):
+    # d/k = 0.9 locks (frequency difference 0), d/k = 1.1 slips at sqrt(d^2 - k^2): the 1:1 tongue edge |d| = k.
+    # All six points run as replicas of one batch.
+    base = dgnn.load_config("configs/arnold_tongue.yaml", ["solver.duration=240"])
+    pts = [(r * k, k) for k in (0.5, 1.0, 2.0) for r in (0.9, 1.1)]
+    res = sweep(base, {"neurons.frequency.width": sorted({d for d, _ in pts}), "coupling.strength": [0.5, 1.0, 2.0]},
+                tmp_path / "s", progress=False)
+    assert res.status == "complete"
+    checked = 0
+    for row in res.rows:
+        d, k = row["neurons.frequency.width"], row["coupling.strength"]
+        if not any(abs(d - pd) < 1e-12 and k == pk for pd, pk in pts):
+            continue
+        tr = dgnn.read_trace(tmp_path / "s" / row["trace"])
+        half = slice(len(tr.time) // 2, None)
+        phi = tr.neuron_phase[half, 0, 0] - tr.neuron_phase[half, 0, 1]
+        beat = abs(phi[-1] - phi[0]) / (tr.time[-1] - tr.time[half][0])
+        if d <= k:
+            assert beat < 1e-6, (d, k, beat)
+        else:  # mean slip rate over the window: within one partial slip of sqrt(d^2 - k^2)
+            assert abs(beat - np.sqrt(d * d - k * k)) < 2 * np.pi / 120, (d, k, beat)
+        checked += 1
+    assert checked == 6
