@@ -64,7 +64,8 @@ def time_to_lock(r: np.ndarray, time: np.ndarray, threshold: float = 0.9) -> np.
     return np.where(stays.any(axis=0), np.asarray(time)[first], np.nan)
 
 
-def _population(phases, r, time, half: slice, freqs_natural, labels=None) -> dict:
+def _population(phases, r, time, half: slice, freqs_natural, labels=None, active=None) -> dict:
+    """active: (T, B, C) 0/1 slots of a plastic network; per-oscillator measures use slots active over the half."""
     out = {
         "order_parameter_final": float(r[-1].mean()),
         "order_parameter_mean": float(r[half].mean()),
@@ -74,34 +75,35 @@ def _population(phases, r, time, half: slice, freqs_natural, labels=None) -> dic
         "natural_frequency_mean": float(freqs_natural.mean()),
     }
     if phases is not None and phases.shape[0] >= 2:
-        f = mean_frequency(phases[half], time[half])  # (B, N)
-        out["mean_frequency"] = float(f.mean())
-        out["mean_frequency_sd"] = float(f.std())
+        keep = np.ones(phases.shape[1:], dtype=bool) if active is None else active[half].all(axis=0).astype(bool)
+        f = mean_frequency(phases[half], time[half])[keep]  # (B, N) -> active oscillators
+        out["mean_frequency"] = float(f.mean()) if f.size else float("nan")
+        out["mean_frequency_sd"] = float(f.std()) if f.size else float("nan")
+        if active is not None:
+            out["natural_frequency_mean"] = float(freqs_natural[active[0].astype(bool)].mean())
         if phases.shape[2] >= 2:
-            plv = plv_matrix(phases[half, 0])
+            plv = plv_matrix(phases[half, 0][:, keep[0]])
             n = plv.shape[0]
-            out["plv_mean"] = float((plv.sum() - n) / (n * (n - 1)))
-        if labels is not None:
+            out["plv_mean"] = float((plv.sum() - n) / (n * (n - 1))) if n > 1 else float("nan")
+        if labels is not None and active is None:
             out["module_order_parameter_mean"] = group_order_parameter(phases[half], labels).mean(axis=(0, 1)).tolist()
     return out
 
 
 def energy_summary(trace: Trace) -> dict:
     """Energy totals (summed over domains, mean over replicas), the ledger's worst imbalance, power per epoch."""
-    from .metabolism import LEDGER
+    from .metabolism import LEDGER, imbalance
 
     m = trace.metrics
     e = trace.metabolism["reserve"].astype(float)  # (T, B, D)
     led = {k: trace.metabolism[f"ledger/{k}"].astype(float) for k in LEDGER}
-    flow = (led["supplied"] - led["consumed_base"] - led["consumed_activity"] - led["consumed_synapse"]
-            + led["unmet"] - led["discarded"])
     out = {f"total_{k}": float(v[-1].sum(-1).mean()) for k, v in led.items()}
     consumed = sum(out[f"total_consumed_{k}"] for k in ("base", "activity", "synapse"))
     out.update(
         total_consumed=consumed,
         reserve_final=float(e[-1].sum(-1).mean()),
         reserve_min=float(e.min()),
-        ledger_max_imbalance=float(np.abs(e - e[0] - flow).max()),
+        ledger_max_imbalance=float(np.abs(imbalance(e, led)).max()),
         mean_power=consumed / max(float(trace.time[-1] - trace.time[0]), 1e-300),
     )
     epochs = trace.metabolism.get("epoch")
@@ -128,13 +130,24 @@ def summarize(trace: Trace | str, q_max: int = 8) -> dict:
     m = trace.metrics
     out["neurons"] = _population(
         trace.neuron_phase, m["order_parameter"], t, half, trace.static["neurons/frequency"],
-        trace.static.get("neurons/module"),
+        trace.static.get("neurons/module"), m.get("structure_active"),
     )
+    if "structure_size" in m:
+        size = m["structure_size"]  # (T, B, 2)
+        ev = trace.static.get("structure/events")
+        out["structure"] = {
+            "neurons_initial": float(size[0, :, 0].mean()), "neurons_final": float(size[-1, :, 0].mean()),
+            "synapses_initial": float(size[0, :, 1].mean()), "synapses_final": float(size[-1, :, 1].mean()),
+            "events": {} if ev is None else {
+                f"{op.decode()}_{'accepted' if acc else 'rejected'}": int(((ev["operator"] == op) & (ev["accepted"] == acc)).sum())
+                for op in np.unique(ev["operator"]) for acc in (True, False)
+            },
+        }
     if "glia_order_parameter" in m:
         out["glia"] = _population(trace.glia_phase, m["glia_order_parameter"], t, half, trace.static["glia/frequency"])
         if trace.neuron_phase is not None and trace.glia_phase is not None and len(t) >= 2:
             # ratio of population rhythms from the unwrapped mean phases of each population
-            wn = mean_frequency(trace.neuron_phase[half], t[half]).mean()
+            wn = out["neurons"]["mean_frequency"]
             wg = mean_frequency(trace.glia_phase[half], t[half]).mean()
             if abs(wg) > 1e-12:
                 p, q, err = farey(wn / wg, q_max)

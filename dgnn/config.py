@@ -155,6 +155,43 @@ class MetabolismConfig(_Model):
         return self
 
 
+class SynapseOp(_Model):
+    enabled: bool = True
+    threshold: float = Field(ge=0.0, le=1.0)  # PLV over the window
+    cost: float = Field(0.0, ge=0.0)
+    refund: float = Field(0.0, ge=0.0)
+    max_per_interval: int = Field(4, ge=0)  # per replica
+
+
+class NeurogenesisOp(_Model):
+    enabled: bool = True
+    threshold: float = Field(0.5, gt=0.0, le=1.0)  # effective dimension / (2 x active neurons) of a domain
+    cost: float = Field(1.0, ge=0.0)
+    max_per_interval: int = Field(1, ge=0)  # per replica
+
+
+class NeuronRemovalOp(_Model):
+    enabled: bool = True
+    redundancy: float = Field(0.999, gt=0.0, le=1.0)  # PLV above which two neurons of a domain are duplicates
+    cost: float = Field(0.0, ge=0.0)
+    refund: float = Field(0.5, ge=0.0)
+    max_per_interval: int = Field(1, ge=0)
+
+
+class StructureConfig(_Model):
+    """Energy-gated structural plasticity (MODEL.md 'Structural operators'); needs metabolism."""
+
+    enabled: bool = False
+    interval: float = Field(1.0, gt=0.0)  # time between controller evaluations
+    window: float = Field(5.0, gt=0.0)  # activity the triggers read
+    capacity: int = Field(0, ge=0)  # neuron slots per replica; 0 = 2 x neurons.count
+    floor: float = Field(0.0, ge=0.0)  # reserve that must remain after paying a cost
+    synaptogenesis: SynapseOp = SynapseOp(threshold=0.95, cost=0.05)
+    pruning: SynapseOp = SynapseOp(threshold=0.2, cost=0.0, refund=0.02)
+    neurogenesis: NeurogenesisOp = NeurogenesisOp()
+    neuron_removal: NeuronRemovalOp = NeuronRemovalOp()
+
+
 class Solver(_Model):
     method: str = "rk4"
     dt: float = Field(0.01, gt=0.0)
@@ -193,6 +230,7 @@ class Config(_Model):
     noise: Noise = Noise()
     drive: Drive = Drive()
     metabolism: MetabolismConfig = MetabolismConfig()
+    structure: StructureConfig = StructureConfig()
     solver: Solver = Solver()
     record: Record = Record()
     sweep: Sweep = Sweep()
@@ -249,6 +287,18 @@ class Config(_Model):
                     f"times solver.dt={self.solver.dt} is {rate * self.solver.dt:.3g} > 1: explicit steps go unstable; "
                     f"reduce solver.dt below {1.0 / rate:.3g}, lower the supply or raise e_max",
                 )
+        if self.structure.enabled:
+            st = self.structure
+            if not self.metabolism.enabled:
+                raise _Keyed("structure.enabled", "needs metabolism.enabled: operators are paid from glial reserves")
+            for key in ("interval", "window"):
+                ratio = getattr(st, key) / self.record.every
+                if abs(ratio - round(ratio)) > 1e-9 * max(1.0, ratio):
+                    raise _Keyed(f"structure.{key}", f"must be a whole multiple of record.every={self.record.every}")
+            if st.capacity and st.capacity < n:
+                raise _Keyed("structure.capacity", f"must be >= neurons.count={n} (or 0 for 2 x N), found {st.capacity}")
+            if self.topology.kind == "all_to_all" and self.coupling.backend == "mean_field":
+                raise _Keyed("coupling.backend", "structure needs per-synapse weights; use auto or dense")
         if self.topology.kind == "modular" and self.topology.modules > n:
             raise _Keyed("topology.modules", f"must be <= neurons.count={n}, found {self.topology.modules}")
         return self

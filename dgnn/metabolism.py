@@ -5,9 +5,9 @@ ledger integrated alongside so that every unit of energy is accounted for.
     e_d'  = S_d(t) (1 - e_d / e_max) - sum_{i in d} P_i,   S_d = supply x (glia in d) x schedule factor(t)
     g_i   = e_d(i) / (e_d(i) + k_m)
 
-The ledger columns are cumulative integrals solved by the same solver as e, so for any Runge-Kutta method
-e - e0 = supplied - consumed_base - consumed_activity - consumed_synapse + unmet - discarded holds to rounding;
-`unmet` and `discarded` book what clamping e to [0, e_max] after each step adds or removes.
+The first four ledger columns are cumulative integrals solved by the same solver as e, so for any Runge-Kutta
+method the balance (`imbalance` below) holds to rounding. The others are booked when they happen: `unmet` and
+`discarded` by clamping e to [0, e_max] after each step, `structural` and `refunded` by structural operators.
 """
 from __future__ import annotations
 
@@ -18,8 +18,20 @@ import torch
 
 from .config import MetabolismConfig
 
-LEDGER = ("supplied", "consumed_base", "consumed_activity", "consumed_synapse", "unmet", "discarded")
-INTEGRATED = 4  # the first four columns are integrals of the drift; the last two are booked by clamping
+LEDGER = ("supplied", "consumed_base", "consumed_activity", "consumed_synapse", "unmet", "discarded", "structural",
+          "refunded")
+INFLOW = ("supplied", "unmet", "refunded")  # e - e0 = sum(INFLOW) - sum(everything else)
+
+
+def imbalance(e, ledger: dict):
+    """e - e0 - (inflows - outflows) for arrays (T, ..., D) of reserve and cumulative ledger columns."""
+    flow = sum(v if k in INFLOW else -v for k, v in ledger.items())
+    return e - e[0] - flow
+
+
+def _value(x, replica: int) -> float:
+    """A per-replica (B, 1) parameter or a scalar, for one replica."""
+    return float(x[replica, 0]) if isinstance(x, torch.Tensor) else float(x)
 
 
 class Schedule:
@@ -53,40 +65,65 @@ class Metabolism:
         self.d = n_domains
         self.size = n_domains * (1 + len(LEDGER))
         self.schedule = Schedule(cfg.schedule)
-        self.index = torch.as_tensor(neuron_domain, device=device)  # (N,)
-        per_domain = lambda w: torch.as_tensor(np.bincount(w[0], weights=w[1], minlength=n_domains),  # noqa: E731
-                                               device=device, dtype=dtype)
-        self.supply = p["supply"] * per_domain((glia_domain, None))  # (D,) or (B, D)
-        self.base = p["p_base"] * per_domain((neuron_domain, None))
-        self.synapse = p["p_syn"] * per_domain((neuron_domain, synaptic_load))
+        self.p_base, self.p_syn = p["p_base"], p["p_syn"]
+        self.device, self.dtype = device, dtype
+        glia = torch.as_tensor(np.bincount(glia_domain, minlength=n_domains), device=device, dtype=dtype)
+        self.supply = p["supply"] * glia  # (D,) or (B, D)
+        self.set_layout(torch.as_tensor(neuron_domain, device=device), None,
+                        torch.as_tensor(synaptic_load, device=device, dtype=dtype))
+
+    def set_layout(self, neuron_domain: torch.Tensor, active: torch.Tensor | None, synaptic_load: torch.Tensor) -> None:
+        """Neuron domains ((N,) or per replica (B, C)), active slots (B, C) or None, and sum_j |K_ij| ((N,) or
+        (B, C)): base and synapse power per domain follow (plastic networks call this after every change)."""
+        from .model import DomainMeans
+
+        self.members = DomainMeans(neuron_domain, self.d, self.device, self.dtype, active)
+        ones = torch.ones(neuron_domain.shape, device=self.device, dtype=self.dtype)
+        w = active if active is not None else ones
+        load = synaptic_load if active is None else synaptic_load * active
+        self.base = self.p_base * self._sum(w)  # (D,) or (B, D)
+        self.synapse = self.p_syn * self._sum(load)
+
+    def _sum(self, values: torch.Tensor) -> torch.Tensor:
+        """Per-domain sums of per-neuron values: (N,) -> (D,) or (B, n) -> (B, D)."""
+        idx = self.members.index
+        if idx.dim() == 1 and values.dim() == 1:
+            return torch.zeros(self.d, device=self.device, dtype=self.dtype).index_add_(0, idx, values)
+        if idx.dim() == 1:
+            return torch.zeros(values.shape[0], self.d, device=self.device, dtype=self.dtype).index_add_(1, idx, values)
+        return torch.zeros(idx.shape[0], self.d, device=self.device, dtype=self.dtype).scatter_add_(1, idx, values.expand_as(idx))
 
     def initial(self, batch: int, device, dtype) -> torch.Tensor:
         y = torch.zeros(batch, self.size, device=device, dtype=dtype)
         y[:, : self.d] = self.e_init
-        return y  # (B, 7 D)
+        return y  # (B, 9 D)
 
     def reserve(self, block: torch.Tensor) -> torch.Tensor:
         return block[:, : self.d]  # (B, D)
 
     def ledger(self, block: torch.Tensor) -> torch.Tensor:
-        return block[:, self.d:].reshape(block.shape[0], len(LEDGER), self.d)  # (B, 6, D)
+        return block[:, self.d:].reshape(block.shape[0], len(LEDGER), self.d)  # (B, 8, D)
+
+    def column(self, name: str) -> slice:
+        """Where ledger column `name` lives inside the block."""
+        i = LEDGER.index(name)
+        return slice((1 + i) * self.d, (2 + i) * self.d)
 
     def gate(self, block: torch.Tensor) -> torch.Tensor:
         """g_i = e / (e + k_m) of each neuron's domain, with e >= 0: (B, N)."""
         e = self.reserve(block).clamp_min(0.0)
-        return (e / (e + self.k_m))[:, self.index]
+        return self.members.gather(e / (e + self.k_m))
 
     def drift(self, t: float, block: torch.Tensor, deviation: torch.Tensor) -> torch.Tensor:
         """d/dt of the block, given theta' - omega (B, N)."""
         e = self.reserve(block)
         b = block.shape[0]
         supplied = (self.supply * self.schedule.factor(float(t))) * (1.0 - e / self.e_max)  # (B, D)
-        activity = torch.zeros(b, self.d, device=block.device, dtype=block.dtype)
-        activity.index_add_(1, self.index, self.p_act * deviation * deviation)  # (B, D)
+        activity = self._sum(self.p_act * deviation * deviation)  # (B, D)
         base, synapse = self.base.expand(b, -1), self.synapse.expand(b, -1)
         de = supplied - base - activity - synapse
         zero = torch.zeros_like(e)
-        return torch.cat([de, supplied, base, activity, synapse, zero, zero], dim=1)  # (B, 7 D)
+        return torch.cat([de, supplied, base, activity, synapse] + [zero] * (len(LEDGER) - 4), dim=1)  # (B, 9 D)
 
     def project(self, block: torch.Tensor) -> torch.Tensor:
         """Clamp e to [0, e_max] and book the difference as unmet demand or discarded supply."""
@@ -95,12 +132,22 @@ class Metabolism:
         high = (e - self.e_max).clamp_min(0.0)  # energy that clamping at e_max removes
         if not bool((low > 0).any() or (high > 0).any()):
             return block
-        d = self.d
         out = block.clone()
-        out[:, :d] = e + low - high
-        out[:, 5 * d: 6 * d] += low  # ledger column 4 (unmet) lives at block offset d + 4 d
-        out[:, 6 * d: 7 * d] += high  # ledger column 5 (discarded)
+        out[:, : self.d] = e + low - high
+        out[:, self.column("unmet")] += low
+        out[:, self.column("discarded")] += high
         return out
+
+    def book(self, block: torch.Tensor, replica: int, domain: int, amount: float, column: str) -> None:
+        """In place: pay (column 'structural', amount > 0) or refund ('refunded') energy of one domain; a refund
+        that would overfill the reserve books the excess as discarded."""
+        sign = -1.0 if column == "structural" else 1.0
+        before = float(block[replica, domain])
+        after = before + sign * amount
+        excess = max(0.0, after - float(_value(self.e_max, replica)))
+        block[replica, domain] = after - excess
+        block[replica, self.column(column).start + domain] += amount
+        block[replica, self.column("discarded").start + domain] += excess
 
     def power(self, deviation: torch.Tensor) -> torch.Tensor:
         """Total power drawn by all neurons (B,), energy / time."""

@@ -60,20 +60,39 @@ class SinusoidDrive:
 
 
 class DomainMeans:
-    """Mean of e^{i x} over each glial domain: (B, n) -> (B, n_domains), by scatter-add (O(n))."""
+    """Mean of e^{i x} over each glial domain, (B, n) -> (B, D), by scatter-add (O(n)). The index is (n,) shared by
+    all replicas, or (B, n) per replica (plastic networks) with an optional (B, n) 0/1 weight of active members."""
 
-    def __init__(self, index: np.ndarray, n_domains: int, device, dtype):
-        self.index = torch.as_tensor(index, device=device)
-        counts = np.bincount(index, minlength=n_domains).astype(float)
-        self.inv = torch.as_tensor(1.0 / np.maximum(counts, 1.0), device=device, dtype=dtype)  # empty domain -> 0
-        self.n_domains = n_domains
+    def __init__(self, index, n_domains: int, device, dtype, weight: torch.Tensor | None = None):
+        self.n_domains, self.device, self.dtype = n_domains, device, dtype
+        self.set(index, weight)
+
+    def set(self, index, weight: torch.Tensor | None = None) -> None:
+        self.index = torch.as_tensor(index, device=self.device)
+        self.weight = weight
+        if self.index.dim() == 1 and weight is None:
+            counts = torch.bincount(self.index, minlength=self.n_domains).to(self.dtype)
+        else:
+            w = weight if weight is not None else torch.ones(self.index.shape, device=self.device, dtype=self.dtype)
+            counts = torch.zeros(w.shape[0], self.n_domains, device=self.device, dtype=self.dtype).scatter_add_(1, self.index, w)
+        self.inv = 1.0 / counts.clamp_min(1.0)  # (D,) or (B, D); an empty domain has mean 0
 
     def __call__(self, c: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b = c.shape[0]
         both = torch.zeros(2 * b, self.n_domains, device=c.device, dtype=c.dtype)
-        both.index_add_(1, self.index, torch.cat([c, s], dim=0))
-        x, y = (both * self.inv).split(b)
+        if self.index.dim() == 1 and self.weight is None:
+            both.index_add_(1, self.index, torch.cat([c, s], dim=0))
+            x, y = (both * self.inv).split(b)
+        else:
+            w = self.weight if self.weight is not None else 1.0
+            both.scatter_add_(1, torch.cat([self.index, self.index]), torch.cat([c * w, s * w], dim=0))
+            x, y = both.split(b)
+            x, y = x * self.inv, y * self.inv
         return x, y  # (B, D) each
+
+    def gather(self, z: torch.Tensor) -> torch.Tensor:
+        """(B, D) -> (B, n): each member's domain value."""
+        return z[:, self.index] if self.index.dim() == 1 else z.gather(1, self.index)
 
 
 @register_vector_field("glial_neural")
@@ -109,11 +128,10 @@ class GlialNeuralField:
         self.drive = drive
         dev, dt = omega.device, omega.dtype
         self.use_gn, self.use_ng = bool(self.n_glia) and not _zero(c_gn), bool(self.n_glia) and not _zero(c_ng)
+        self.neuron_mask = None  # (B, N) 0/1 active slots of a plastic network; None = all active
         if self.use_gn or self.use_ng:
             self.neuron_dom = DomainMeans(neuron_domain, n_domains, dev, dt)
             self.glia_dom = DomainMeans(glia_domain, n_domains, dev, dt)
-            self.neuron_dom_idx = torch.as_tensor(neuron_domain, device=dev)
-            self.glia_dom_idx = torch.as_tensor(glia_domain, device=dev)
         self.n_state = self.n_neurons + self.n_glia + (metabolism.size if metabolism is not None else 0)
         self.project = self._project if metabolism is not None else None  # solver hook: None = no constraints
         ng = self.n_neurons + self.n_glia
@@ -127,34 +145,46 @@ class GlialNeuralField:
     def __call__(self, t: float, y: torch.Tensor) -> torch.Tensor:
         n = self.n_neurons
         ng = n + self.n_glia
-        theta = y[:, :n]  # (B, N)
-        trig = Trig(theta)
-        coupling = self.neuron_coupling(trig)  # (B, N)
+        trig = Trig(y[:, :n])  # theta (B, N)
+        driven = self.neuron_coupling(trig)  # (B, N): everything but omega, i.e. theta' - omega
         if self.metabolism is not None:
-            coupling = coupling * self.metabolism.gate(y[:, ng:])
-        dtheta = self.omega + coupling
+            driven = driven * self.metabolism.gate(y[:, ng:])
         if self.drive is not None:
-            dtheta = dtheta + self.drive(float(t))
+            driven = driven + self.drive(float(t))
+        if self.n_glia:
+            gtrig = Trig(y[:, n:ng])  # psi (B, G)
+            dpsi = self.nu if self.glia_coupling is None else self.nu + self.glia_coupling(gtrig)
+            if self.use_gn or self.use_ng:
+                c, s = trig(1)
+                gc, gs = gtrig(1)
+                if self.use_gn:  # mean over the domain's glia of sin(psi_g - theta_i) = Im(Zg e^{-i theta_i})
+                    zx, zy = self.glia_dom(gc, gs)  # (B, D)
+                    driven = driven + self.c_gn * (self.neuron_dom.gather(zy) * c - self.neuron_dom.gather(zx) * s)
+                if self.use_ng:  # mean over the domain's (active) neurons of sin(theta_i - psi_g)
+                    zx, zy = self.neuron_dom(c, s)
+                    dpsi = dpsi + self.c_ng * (self.glia_dom.gather(zy) * gc - self.glia_dom.gather(zx) * gs)
+        if self.neuron_mask is not None:
+            driven = driven * self.neuron_mask  # inactive slots are frozen (their omega is 0 too)
+        dtheta = self.omega + driven
         if not self.n_glia:
             return dtheta
-        psi = y[:, n:ng]  # (B, G)
-        gtrig = Trig(psi)
-        dpsi = self.nu if self.glia_coupling is None else self.nu + self.glia_coupling(gtrig)
-        if self.use_gn or self.use_ng:
-            c, s = trig(1)
-            gc, gs = gtrig(1)
-            if self.use_gn:  # mean over the domain's glia of sin(psi_g - theta_i) = Im(Zg e^{-i theta_i})
-                zx, zy = self.glia_dom(gc, gs)  # (B, D)
-                zx, zy = zx[:, self.neuron_dom_idx], zy[:, self.neuron_dom_idx]  # (B, N)
-                dtheta = dtheta + self.c_gn * (zy * c - zx * s)
-            if self.use_ng:  # mean over the domain's neurons of sin(theta_i - psi_g)
-                zx, zy = self.neuron_dom(c, s)
-                zx, zy = zx[:, self.glia_dom_idx], zy[:, self.glia_dom_idx]  # (B, G)
-                dpsi = dpsi + self.c_ng * (zy * gc - zx * gs)
         if self.metabolism is None:
             return torch.cat([dtheta, dpsi], dim=1)  # (B, N + G)
-        dblock = self.metabolism.drift(t, y[:, ng:], dtheta - self.omega)
+        dblock = self.metabolism.drift(t, y[:, ng:], driven)
         return torch.cat([dtheta, dpsi, dblock], dim=1)  # (B, n_state)
+
+    def structure_changed(self) -> None:
+        """Re-derive domain tables, noise and metabolic loads after a structural edit (plastic networks only)."""
+        if self.neuron_mask is None:
+            return
+        if self.use_gn or self.use_ng:
+            self.neuron_dom.set(self.neuron_dom_index, self.neuron_mask)
+        self.sigma = self.sigma_template * torch.cat(
+            [self.neuron_mask, torch.ones(self.neuron_mask.shape[0], self.n_state - self.n_neurons,
+                                          device=self.omega.device, dtype=self.omega.dtype)], dim=1)  # (B, n_state)
+        if self.metabolism is not None:
+            load = self.neuron_coupling.w.abs().sum(2) / self.graph.normaliser  # (B, C); p_syn holds |strength|
+            self.metabolism.set_layout(self.neuron_dom_index, self.neuron_mask, load)
 
     def _project(self, y: torch.Tensor) -> torch.Tensor:
         """After each solver step: clamp energy reserves to [0, e_max] (booked in the ledger)."""
@@ -164,6 +194,7 @@ class GlialNeuralField:
     def deviation(self, t: float, y: torch.Tensor) -> torch.Tensor:
         """theta' - omega (B, N): the coupling-, glia- and drive-driven part of the neuron drift."""
         return self(t, y)[:, : self.n_neurons] - self.omega
+
 
     # ------------------------------------------------------------------------------------------ construction
     @classmethod
@@ -218,7 +249,7 @@ class GlialNeuralField:
             params["p_syn"] = params["p_syn"] * _abs(strength)
             metabolism = Metabolism(cfg.metabolism, neuron_domain, glia_domain, n_domains, synaptic_load(graph, 1.0),
                                     device, dtype, params)
-        return cls(
+        field = cls(
             omega=torch.as_tensor(omega, device=device, dtype=dtype),
             nu=torch.as_tensor(nu, device=device, dtype=dtype),
             neuron_coupling=neuron_coupling,
@@ -234,6 +265,12 @@ class GlialNeuralField:
             graph=graph,
             metabolism=metabolism,
         )
+        field.n_domains = n_domains
+        if cfg.structure.enabled:
+            from .structure import make_plastic
+
+            make_plastic(field, cfg, graph, strength, potential.harmonics, lag, device, dtype)
+        return field
 
 
 # numeric keys that may differ between sweep points run as one batch (everything else must be equal)

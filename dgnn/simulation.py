@@ -50,9 +50,11 @@ class Simulation:
         self.n_phase = self.n + self.g
         self.metabolism = getattr(self.field, "metabolism", None)
         blocks = []
+        n0 = cfg.neurons.count  # slots beyond it (a plastic network's spare capacity) start inactive at phase 0
         for p, s in zip(points, streams):
             rng = np.random.default_rng(s[1])
-            blocks.append(np.concatenate([sample_phases(p.neurons.initial_phase, self.n, p.replicas, rng),
+            blocks.append(np.concatenate([sample_phases(p.neurons.initial_phase, n0, p.replicas, rng),
+                                          np.zeros((p.replicas, self.n - n0)),
                                           sample_phases(p.glia.initial_phase, self.g, p.replicas, rng)], axis=1))
         y0 = np.concatenate(blocks, axis=0)
         self.y = torch.as_tensor(y0, device=self.device, dtype=self.dtype)  # (B, N + G [+ energy block])
@@ -64,6 +66,13 @@ class Simulation:
         self.noise = GaussianIncrements(int(streams[0][2].generate_state(1)[0]), self.device)
         self.noisy = bool((self.field.sigma > 0).any())
         self.record = 0  # index of the current record; t = record * record.every
+        self.controller, self.events = None, []
+        if cfg.structure.enabled:
+            from .structure import Controller
+
+            structure_rng = np.random.default_rng(np.random.SeedSequence(cfg.seed).spawn(4)[3])
+            self.controller = Controller(cfg, self.field, structure_rng, undirected=not cfg.topology.directed)
+        self.mask = getattr(self.field, "neuron_mask", None)  # (B, C) active slots, or None
         modules = self.field.graph.modules if self.field.graph is not None else None
         self.modules = DomainMeans(modules, int(modules.max()) + 1, self.device, self.dtype) if modules is not None else None
 
@@ -92,6 +101,21 @@ class Simulation:
         self.y = out[-1]
         self.record += 1
         self._wrap()
+        if self.controller is not None:
+            self.controller.observe(self.y[:, : self.n])
+            if self.controller.due(self.record):
+                self.y, events = self.controller.apply(self.t, self.y.clone(), self.controller.propose(self.t))
+                self.events.append(events)
+
+    def take_events(self) -> np.ndarray | None:
+        """Structural events since the last call (None without structure)."""
+        if self.controller is None:
+            return None
+        from .structure import EVENT_DTYPE
+
+        out = np.concatenate(self.events) if self.events else np.zeros(0, dtype=EVENT_DTYPE)
+        self.events = []
+        return out
 
     def _fail(self, t0: float, t1: float, y1: torch.Tensor) -> None:
         """Name the population that went non-finite and the fastest component at the last finite state (its likely
@@ -133,6 +157,9 @@ class Simulation:
                 Series("metrics/module_order_parameter", (b, self.modules.n_domains), dt,
                        {"units": "1", "dims": "time, replica, module"})
             )
+        if self.controller is not None:
+            out.append(Series("structure/size", (b, 2), "int64", {"dims": "time, replica, (neurons, synapses)"}))
+            out.append(Series("structure/active", (b, n), "uint8", {"dims": "time, replica, neuron slot"}))
         if self.metabolism is not None:
             from .metabolism import LEDGER
 
@@ -156,11 +183,20 @@ class Simulation:
             if self.g:
                 rec["glia/phase"] = un[:, n:]
 
-        def order(x):
-            z = torch.complex(torch.cos(x).mean(1), torch.sin(x).mean(1))  # (B,)
+        def order(x, w=None):
+            if w is None:
+                z = torch.complex(torch.cos(x).mean(1), torch.sin(x).mean(1))  # (B,)
+            else:  # active slots only
+                k = w.sum(1).clamp_min(1.0)
+                z = torch.complex((torch.cos(x) * w).sum(1) / k, (torch.sin(x) * w).sum(1) / k)
             return z.abs().cpu().numpy(), z.angle().cpu().numpy()
 
-        rec["metrics/order_parameter"], rec["metrics/mean_phase"] = order(self.y[:, :n])
+        rec["metrics/order_parameter"], rec["metrics/mean_phase"] = order(self.y[:, :n], self.mask)
+        if self.controller is not None:
+            w = self.controller.w != 0
+            syn = w.sum((1, 2)) // (2 if self.controller.undirected else 1)
+            rec["structure/size"] = torch.stack([self.mask.sum(1).long(), syn], dim=1).cpu().numpy()
+            rec["structure/active"] = self.mask.to(torch.uint8).cpu().numpy()
         if self.g:
             rec["metrics/glia_order_parameter"], rec["metrics/glia_mean_phase"] = order(self.y[:, n:])
         if self.modules is not None:
@@ -204,18 +240,23 @@ class Simulation:
 
     # ------------------------------------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, np.ndarray]:
-        return {
+        out = {
             "y": self.y.cpu().numpy(),
             "turns": self.turns.cpu().numpy(),
             "record": np.int64(self.record),
             "rng_state": self.noise.state().cpu().numpy(),
         }
+        if self.controller is not None:
+            out.update(self.controller.state_dict())
+        return out
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         self.y = torch.as_tensor(state["y"], device=self.device, dtype=self.dtype)
         self.turns = torch.as_tensor(state["turns"], device=self.device, dtype=torch.int64)
         self.record = int(state["record"])
         self.noise.set_state(torch.as_tensor(state["rng_state"], dtype=torch.uint8))
+        if self.controller is not None:
+            self.controller.load_state_dict(state)
 
 
 # ---------------------------------------------------------------------------------------------------- runs
@@ -271,6 +312,9 @@ def _loop(sim: Simulation, writer: TraceWriter, should_stop, progress: bool, bar
         while sim.record < total:
             sim.advance()
             writer.append(sim.snapshot())
+            events = sim.take_events()
+            if events is not None and len(events):
+                writer.append_events(events)
             bar.update(1)
             now = _time.monotonic()
             stop = should_stop is not None and should_stop()

@@ -117,6 +117,13 @@ class MultiWriter:
         for i, w in enumerate(self.writers):
             w.append(self._slice(i, record))
 
+    def append_events(self, events: np.ndarray) -> None:
+        for i, w in enumerate(self.writers):
+            mine = events[(events["replica"] >= i * self.replicas) & (events["replica"] < (i + 1) * self.replicas)].copy()
+            mine["replica"] -= i * self.replicas
+            if len(mine):
+                w.append_events(mine)
+
     @property
     def rows(self) -> int:
         return self.writers[0].rows

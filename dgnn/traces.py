@@ -15,6 +15,7 @@ import numpy as np
 from .errors import ConfigError
 
 STATUSES = ("running", "complete", "interrupted", "failed")
+EVENTS = "structure/events"
 CHUNK_BYTES = 1 << 20
 
 
@@ -39,6 +40,7 @@ class TraceWriter:
         self.path, self.h5, self.series = Path(path), h5, series
         self.buffer: dict[str, list[np.ndarray]] = {s.name: [] for s in series}
         self.rows = h5["time"].shape[0]
+        self.events: list[np.ndarray] = []  # structured event records (structure/events), written at flush
 
     # ---------------------------------------------------------------------------------------------- creation
     @classmethod
@@ -64,10 +66,12 @@ class TraceWriter:
 
     @classmethod
     def reopen(cls, path, series: list[Series], keep_rows: int):
-        """Open an interrupted trace to continue it: rows past the last checkpoint are dropped."""
+        """Open an interrupted trace to continue it: rows and events past the last checkpoint are dropped."""
         h5 = h5py.File(path, "r+")
         for s in series:
             h5[s.name].resize(keep_rows, axis=0)
+        if EVENTS in h5:
+            h5[EVENTS].resize(int(h5["checkpoint"].attrs.get("events", 0)), axis=0)
         h5.attrs["status"] = "running"
         h5.attrs["resumed"] = int(h5.attrs.get("resumed", 0)) + 1
         if "message" in h5.attrs:
@@ -76,6 +80,9 @@ class TraceWriter:
         return cls(path, h5, series)
 
     # ---------------------------------------------------------------------------------------------- writing
+    def append_events(self, events: np.ndarray) -> None:
+        self.events.append(events)
+
     def append(self, record: dict[str, np.ndarray]) -> None:
         for s in self.series:
             self.buffer[s.name].append(record[s.name])
@@ -97,6 +104,17 @@ class TraceWriter:
                 ds[self.rows:] = np.stack(self.buffer[s.name]).astype(s.dtype, copy=False)
                 self.buffer[s.name].clear()
             self.rows += n
+        if self.events:
+            ev = np.concatenate(self.events)
+            self.events = []
+            if EVENTS not in self.h5:
+                ds = self.h5.create_dataset(EVENTS, shape=(0,), maxshape=(None,), dtype=ev.dtype, chunks=(1024,),
+                                            compression="gzip", compression_opts=1)
+                ds.attrs["meaning"] = "every structural proposal, accepted or rejected; energy in ledger units"
+            ds = self.h5[EVENTS]
+            start = ds.shape[0]
+            ds.resize(start + len(ev), axis=0)
+            ds[start:] = ev
         if checkpoint is not None:
             grp = self.h5.require_group("checkpoint")
             for key, value in checkpoint.items():
@@ -104,6 +122,7 @@ class TraceWriter:
                     del grp[key]
                 grp.create_dataset(key, data=value)
             grp.attrs["rows"] = self.rows
+            grp.attrs["events"] = self.h5[EVENTS].shape[0] if EVENTS in self.h5 else 0
         self.h5.flush()
 
     def set_status(self, status: str, message: str | None = None) -> None:
@@ -183,6 +202,11 @@ def read_trace(path, phases: bool = True) -> Trace:
         get = lambda name: h5[name][:rows] if (phases and name in h5) else None  # noqa: E731
         metrics = {k: v[:rows] for k, v in h5["metrics"].items()} if "metrics" in h5 else {}
         static = {}
+        if EVENTS in h5:
+            static[EVENTS] = h5[EVENTS][:]
+        if "structure/size" in h5:
+            metrics["structure_size"] = h5["structure/size"][:rows]
+            metrics["structure_active"] = h5["structure/active"][:rows]
         for grp in ("neurons", "glia", "topology"):
             if grp in h5:
                 for k, v in h5[grp].items():

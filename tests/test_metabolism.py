@@ -7,7 +7,7 @@ import torch
 import dgnn
 from dgnn.config import MetabolismConfig, config_from_dict
 from dgnn.errors import ConfigError
-from dgnn.metabolism import LEDGER, Metabolism, Schedule
+from dgnn.metabolism import LEDGER, Metabolism, Schedule, imbalance
 from dgnn.traces import read_trace
 
 BASE = {
@@ -33,9 +33,8 @@ def ledger_error(path):
     with h5py.File(path) as h5:
         e = h5["metabolism/reserve"][:].astype(float)
         L = {k: h5[f"metabolism/ledger/{k}"][:].astype(float) for k in LEDGER}
-    flow = L["supplied"] - L["consumed_base"] - L["consumed_activity"] - L["consumed_synapse"] + L["unmet"] - L["discarded"]
     scale = max(1.0, max(np.abs(v).max() for v in L.values()))
-    return np.abs(e - e[0] - flow).max() / scale, L, e
+    return np.abs(imbalance(e, L)).max() / scale, L, e
 
 
 @pytest.mark.parametrize("dtype, tol", [("float64", 1e-12), ("float32", 1e-5)])
@@ -50,6 +49,21 @@ def test_ledger_balances_at_every_record(run_dir, dtype, tol, method, noise):
     assert err < tol
     assert L["unmet"][-1].sum() > 0  # the quiet epochs drained the reserves: clamping at 0 happened and was booked
     assert e.min() >= 0 and e.max() <= 3.0
+
+
+def test_book_structural_and_refund():
+    cfg = MetabolismConfig(enabled=True, e_max=2.0, e_init=1.0)
+    met = Metabolism(cfg, np.array([0, 1]), np.array([0, 1]), 2, np.ones(2), "cpu", torch.float64)
+    block = met.initial(1, "cpu", torch.float64)
+    met.book(block, 0, 1, 0.4, "structural")
+    met.book(block, 0, 0, 1.5, "refunded")  # 1 + 1.5 > e_max: 0.5 discarded
+    led = met.ledger(block)[0]
+    assert block[0, 0] == 2.0 and block[0, 1] == pytest.approx(0.6)
+    assert led[LEDGER.index("structural"), 1] == pytest.approx(0.4) and led[LEDGER.index("refunded"), 0] == 1.5
+    assert led[LEDGER.index("discarded"), 0] == pytest.approx(0.5)
+    e = torch.stack([met.initial(1, "cpu", torch.float64)[0, :2], block[0, :2]]).numpy()
+    L = {k: np.stack([np.zeros(2), led[i].numpy()]) for i, k in enumerate(LEDGER)}
+    assert np.abs(imbalance(e, L)).max() < 1e-15
 
 
 def test_clamp_books_unmet_and_discarded():

@@ -1,0 +1,135 @@
+"""Energy-gated structural plasticity: gating, ledger with structural spending, function preservation, spare
+capacity, events, resume."""
+import numpy as np
+import pytest
+import torch
+
+import dgnn
+from dgnn.config import config_from_dict
+from dgnn.simulation import Simulation
+from dgnn.structure import Proposal
+from dgnn.traces import read_trace
+from test_metabolism import ledger_error
+
+BASE = {
+    "replicas": 2, "seed": 3, "dtype": "float64",
+    "neurons": {"count": 16, "frequency": {"distribution": "normal", "center": 1.0, "width": 0.3}},
+    "glia": {"ratio": 0.25, "coupling_to_neurons": 0.2, "coupling_from_neurons": 0.3},
+    "topology": {"kind": "erdos_renyi", "p": 0.25},
+    "coupling": {"strength": 1.5},
+    "metabolism": {"enabled": True, "p_base": 0.02, "p_act": 0.2, "p_syn": 0.01, "supply": 1.0, "e_max": 5.0,
+                   "e_init": 3.0, "k_m": 0.5},
+    "structure": {"enabled": True, "interval": 1.0, "window": 2.0, "capacity": 24, "floor": 0.5,
+                  "synaptogenesis": {"threshold": 0.9, "cost": 0.05}, "pruning": {"threshold": 0.3, "refund": 0.01},
+                  "neurogenesis": {"threshold": 0.4, "cost": 1.0}},
+    "solver": {"dt": 0.02, "duration": 12.0}, "record": {"every": 0.5},
+}
+
+
+def make(**over):
+    data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in BASE.items()}
+    for k, v in over.items():
+        data[k] = {**data[k], **v} if isinstance(v, dict) and isinstance(data.get(k), dict) else v
+    return config_from_dict(data)
+
+
+def events(path):
+    return read_trace(path).static["structure/events"]
+
+
+@pytest.mark.parametrize("method, noise", [("rk4", 0.0), ("euler_maruyama", 0.1)])
+def test_ledger_balances_with_structural_spending(run_dir, method, noise):
+    res = dgnn.run(make(noise={"neurons": noise}, solver={"method": method, "dt": 0.02, "duration": 12.0}),
+                   run_dir, progress=False)
+    assert res.status == "complete"
+    err, L, e = ledger_error(res.path)
+    assert err < 1e-12
+    ev = events(res.path)
+    acc = ev[ev["accepted"]]
+    assert len(acc) > 0
+    # every accepted cost and refund is in the ledger, to rounding
+    assert abs(L["structural"][-1].sum() - acc["cost"].sum()) < 1e-9
+    assert abs(L["refunded"][-1].sum() - acc["refund"].sum()) < 1e-9
+
+
+def test_nothing_is_accepted_without_energy(run_dir):
+    # no supply and every cost above the reserve: every proposal is rejected and the sizes never change
+    costly = {"cost": 10.0}
+    cfg = make(metabolism={"supply": 0.0, "e_init": 1.0},
+               structure={"synaptogenesis": {"threshold": 0.5, **costly}, "pruning": {"threshold": 0.9, **costly},
+                          "neurogenesis": {"threshold": 0.05, **costly}, "neuron_removal": {"redundancy": 0.5, **costly}})
+    res = dgnn.run(cfg, run_dir, progress=False)
+    ev = events(res.path)
+    assert len(ev) > 0 and not ev["accepted"].any()
+    assert all(b"reserve" in r for r in ev["reason"])
+    size = read_trace(res.path).metrics["structure_size"]
+    assert (size == size[0]).all()
+
+
+def test_ample_supply_lets_every_operator_fire(run_dir):
+    cfg = make(metabolism={"supply": 5.0, "e_init": 5.0},
+               structure={"synaptogenesis": {"threshold": 0.5, "cost": 0.05}, "pruning": {"threshold": 0.99},
+                          "neurogenesis": {"threshold": 0.05, "cost": 0.5}, "neuron_removal": {"redundancy": 0.99}})
+    ev = events(dgnn.run(cfg, run_dir, progress=False).path)
+    fired = {op.decode() for op in ev["operator"][ev["accepted"]]}
+    assert fired == {"synaptogenesis", "pruning", "neurogenesis", "neuron_removal"}
+    assert set(ev.dtype.names) >= {"time", "replica", "operator", "target", "cost", "reserve_before",
+                                   "reserve_after", "accepted", "reason"}
+    acc = ev[ev["accepted"] & (ev["cost"] > 0)]
+    assert np.all(acc["reserve_after"] <= acc["reserve_before"] - acc["cost"] + acc["refund"] + 1e-12)
+
+
+def test_neuron_creation_is_function_preserving():
+    # cost 0: at insertion every other neuron's drift is unchanged (the newcomer sends nothing yet)
+    cfg = make(structure={"neurogenesis": {"threshold": 0.4, "cost": 0.0}})
+    sim = Simulation(cfg)
+    for _ in range(4):
+        sim.advance()
+    n = sim.n
+    before = sim.field(sim.t, sim.y)[:, :n].clone()
+    active_before = sim.mask.clone()
+    y, ev = sim.controller.apply(sim.t, sim.y.clone(), [Proposal("neurogenesis", 0, -1, -1, 1, 0.0, 0.0, "test")])
+    assert ev["accepted"].all()
+    new = int(ev["target"][0])
+    assert active_before[0, new] == 0 and sim.mask[0, new] == 1
+    after = sim.field(sim.t, y)[:, :n]
+    old = active_before > 0
+    assert torch.equal(after[old], before[old])
+    assert sim.controller.w[0, :, new].abs().sum() == 0 and sim.controller.w[0, new].abs().sum() > 0
+    assert int(sim.field.neuron_dom_index[0, new]) == 1
+
+
+def test_spare_capacity_behaves_like_exact_size(tmp_path):
+    off = {"synaptogenesis": {"enabled": False, "threshold": 0.9}, "pruning": {"enabled": False, "threshold": 0.3},
+           "neurogenesis": {"enabled": False}, "neuron_removal": {"enabled": False}}
+    spare = make(structure={**off, "capacity": 40})
+    exact = make(structure={**off, "capacity": 16})
+    plain = make(structure={"enabled": False})
+    a = read_trace(dgnn.run(spare, tmp_path / "a", progress=False).path)
+    b = read_trace(dgnn.run(exact, tmp_path / "b", progress=False).path)
+    c = read_trace(dgnn.run(plain, tmp_path / "c", progress=False).path)
+    assert np.abs(a.neuron_phase[:, :, :16] - b.neuron_phase).max() < 1e-12
+    assert np.abs(b.neuron_phase - c.neuron_phase).max() < 1e-10  # batched matmul vs shared dense backend
+    assert np.abs(a.metrics["order_parameter"] - c.metrics["order_parameter"]).max() < 1e-10
+    assert (a.neuron_phase[:, :, 16:] == 0).all()  # spare slots stay frozen
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.1])
+def test_resume_with_structure_is_exact(tmp_path, noise):
+    cfg = make(noise={"neurons": noise}, solver={"method": "euler_maruyama", "dt": 0.02, "duration": 12.0})
+    whole = read_trace(dgnn.run(cfg, tmp_path / "w", progress=False).path)
+    calls = iter(range(1000))
+    dgnn.run(cfg, tmp_path / "p", progress=False, should_stop=lambda: next(calls) >= 9)
+    done = read_trace(dgnn.resume(tmp_path / "p", progress=False).path)
+    assert np.array_equal(done.neuron_phase, whole.neuron_phase)
+    assert np.array_equal(done.metrics["structure_size"], whole.metrics["structure_size"])
+    assert np.array_equal(done.static["structure/events"], whole.static["structure/events"])
+
+
+def test_structure_config_errors():
+    with pytest.raises(dgnn.ConfigError, match=r"structure\.enabled: needs metabolism"):
+        make(metabolism={"enabled": False})
+    with pytest.raises(dgnn.ConfigError, match=r"structure\.capacity: must be >= neurons\.count"):
+        make(structure={"capacity": 4})
+    with pytest.raises(dgnn.ConfigError, match=r"structure\.interval: must be a whole multiple"):
+        make(structure={"interval": 0.7})
