@@ -70,8 +70,11 @@ class DomainMeans:
     def set(self, index, weight: torch.Tensor | None = None) -> None:
         self.index = torch.as_tensor(index, device=self.device)
         self.weight = weight
-        if self.index.dim() == 1 and weight is None:
+        if weight is None and self.index.dim() == 1:
             counts = torch.bincount(self.index, minlength=self.n_domains).to(self.dtype)
+        elif self.index.dim() == 1:
+            counts = torch.zeros(weight.shape[0], self.n_domains, device=self.device, dtype=self.dtype)
+            counts.index_add_(1, self.index, weight)
         else:
             w = weight if weight is not None else torch.ones(self.index.shape, device=self.device, dtype=self.dtype)
             counts = torch.zeros(w.shape[0], self.n_domains, device=self.device, dtype=self.dtype).scatter_add_(1, self.index, w)
@@ -80,19 +83,17 @@ class DomainMeans:
     def __call__(self, c: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b = c.shape[0]
         both = torch.zeros(2 * b, self.n_domains, device=c.device, dtype=c.dtype)
-        if self.index.dim() == 1 and self.weight is None:
-            both.index_add_(1, self.index, torch.cat([c, s], dim=0))
-            x, y = (both * self.inv).split(b)
+        src = torch.cat([c, s], dim=0) if self.weight is None else torch.cat([c * self.weight, s * self.weight], dim=0)
+        if self.index.dim() == 1:
+            both.index_add_(1, self.index, src)
         else:
-            w = self.weight if self.weight is not None else 1.0
-            both.scatter_add_(1, torch.cat([self.index, self.index]), torch.cat([c * w, s * w], dim=0))
-            x, y = both.split(b)
-            x, y = x * self.inv, y * self.inv
-        return x, y  # (B, D) each
+            both.scatter_add_(1, torch.cat([self.index, self.index]), src)
+        x, y = both.split(b)
+        return x * self.inv, y * self.inv  # (B, D) each
 
     def gather(self, z: torch.Tensor) -> torch.Tensor:
         """(B, D) -> (B, n): each member's domain value."""
-        return z[:, self.index] if self.index.dim() == 1 else z.gather(1, self.index)
+        return z.index_select(1, self.index) if self.index.dim() == 1 else z.gather(1, self.index)
 
 
 @register_vector_field("glial_neural")
@@ -177,6 +178,7 @@ class GlialNeuralField:
         """Re-derive domain tables, noise and metabolic loads after a structural edit (plastic networks only)."""
         if self.neuron_mask is None:
             return
+        self.neuron_coupling.refresh()
         if self.use_gn or self.use_ng:
             self.neuron_dom.set(self.neuron_dom_index, self.neuron_mask)
         self.sigma = self.sigma_template * torch.cat(

@@ -158,7 +158,8 @@ class Simulation:
                        {"units": "1", "dims": "time, replica, module"})
             )
         if self.controller is not None:
-            out.append(Series("structure/size", (b, 2), "int64", {"dims": "time, replica, (neurons, synapses)"}))
+            out.append(Series("structure/size", (b, 2), "int64",
+                                 {"dims": "time, replica, (active neurons, directed synapses = nonzero W entries)"}))
             out.append(Series("structure/active", (b, n), "uint8", {"dims": "time, replica, neuron slot"}))
         if self.metabolism is not None:
             from .metabolism import LEDGER
@@ -193,8 +194,7 @@ class Simulation:
 
         rec["metrics/order_parameter"], rec["metrics/mean_phase"] = order(self.y[:, :n], self.mask)
         if self.controller is not None:
-            w = self.controller.w != 0
-            syn = w.sum((1, 2)) // (2 if self.controller.undirected else 1)
+            syn = self.controller.count_synapses()
             rec["structure/size"] = torch.stack([self.mask.sum(1).long(), syn], dim=1).cpu().numpy()
             rec["structure/active"] = self.mask.to(torch.uint8).cpu().numpy()
         if self.g:

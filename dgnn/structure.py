@@ -8,7 +8,8 @@ controller reads the last `structure.window` of records and proposes:
 - pruning: connected pairs whose PLV has fallen below a threshold;
 - neurogenesis: domains whose [cos, sin] activity is high-dimensional for their size (participation-ratio
   effective dimension / (2 n_d) above a threshold, the NORTH* activation trigger phi_ED read on phases);
-  the new neuron listens to its domain and sends nothing (zero outgoing coupling: function-preserving);
+  the new neuron takes a free slot of its domain (spare slots are dealt to the domains in turn), listens to
+  its domain and sends nothing (zero outgoing coupling: function-preserving);
 - neuron removal: redundant neurons (PLV with a domain mate above `redundancy`, as DYNO prunes by cosine
   similarity) and dormant ones (no synapse in or out), dormant first.
 
@@ -34,19 +35,52 @@ EVENT_DTYPE = np.dtype([
 
 
 class PlasticCoupling:
-    """sum_j K_ij sum_m A_m sin(m (theta_j - theta_i - alpha)) with K = scale * W per replica (batched matmul)."""
+    """sum_j K_ij sum_m A_m sin(m (theta_j - theta_i - alpha)) with K = scale * W_b, W_b per replica (B, C, C).
+
+    Structural edits are sparse, so W_b = W0 + delta_b: one shared (2B, C) @ W0^T product (as the dense backend)
+    plus an O(edits) gather / index_add correction. `w` is the dense truth the controller edits; `refresh()`
+    re-derives the delta. With many edits a batched matmul over W_b^T is used instead.
+    """
 
     name = "plastic_dense"
+    DELTA_FRACTION = 0.25  # above this many edits per base synapse, the batched matmul is cheaper
 
     def __init__(self, w: torch.Tensor, scale: Param, harmonics, lag: Param):
         self.w = w  # (B, C, C), edited in place by the controller
+        self.base_t = w[0].T.contiguous()  # (C, C): W0^T, every replica starts from the same graph
         self.terms = [(m, scale * amp, _cos(m * lag), _sin(m * lag)) for m, amp in harmonics]
+        self.refresh()
+
+    def refresh(self) -> None:
+        b, c, _ = self.w.shape
+        delta = self.w - self.base_t.T  # (B, C, C)
+        rb, ri, rj = torch.nonzero(delta, as_tuple=True)
+        self.batched_t = None
+        if rb.numel() > self.DELTA_FRACTION * b * max(1, int((self.base_t != 0).sum())):
+            self.batched_t = self.w.transpose(1, 2).contiguous()  # (B, C_source, C_target)
+            return
+        vals = delta[rb, ri, rj]
+        dst, src = rb * c + ri, rb * c + rj  # flat (B * C) positions for the s half; the c half is offset by B * C
+        self.delta_dst = torch.cat([dst, dst + b * c])
+        self.delta_src = torch.cat([src, src + b * c])
+        self.delta_val = torch.cat([vals, vals])
+
+    def _apply(self, s: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(W s, W c) per replica, each (B, C)."""
+        b = s.shape[0]
+        if self.batched_t is not None:
+            return torch.bmm(torch.stack([s, c], dim=1), self.batched_t).unbind(1)
+        both = torch.cat([s, c], dim=0)  # (2B, C)
+        out = both @ self.base_t
+        if self.delta_val.numel():
+            out.view(-1).index_add_(0, self.delta_dst, both.reshape(-1)[self.delta_src] * self.delta_val)
+        return out.split(b)
 
     def __call__(self, trig: Trig) -> torch.Tensor:
         out = None
         for m, ka, cl, sl in self.terms:
             c, s = trig(m)  # (B, C)
-            ks, kc = torch.bmm(self.w, torch.stack([s, c], dim=2)).unbind(2)  # (B, C) each: W s, W c
+            ks, kc = self._apply(s, c)
             term = torch.addcmul(c * ks, s, kc, value=-1.0)
             if not (_zero(sl) and not isinstance(cl, torch.Tensor) and cl == 1.0):
                 term = cl * term - sl * torch.addcmul(s * ks, c, kc)
@@ -65,15 +99,6 @@ class Proposal:
     cost: float
     refund: float
     reason: str
-
-
-def participation_ratio(x: torch.Tensor) -> torch.Tensor:
-    """Effective dimension (sum lambda)^2 / sum lambda^2 of the covariance of x (..., T, F) over T, via the Gram
-    matrix (no eigendecomposition): tr(S)^2 / ||S||_F^2."""
-    x = x - x.mean(dim=-2, keepdim=True)
-    gram = x @ x.transpose(-1, -2)  # (..., T, T) has the covariance's nonzero spectrum
-    tr = gram.diagonal(dim1=-2, dim2=-1).sum(-1)
-    return tr * tr / (gram * gram).sum((-2, -1)).clamp_min(1e-300)
 
 
 class Controller:
@@ -100,7 +125,7 @@ class Controller:
 
     @property
     def domain(self) -> torch.Tensor:
-        return self.field.neuron_dom_index  # (B, C) int64
+        return self.field.neuron_dom_index  # (C,) int64: each slot belongs to one domain in every replica
 
     def observe(self, theta: torch.Tensor) -> None:
         self.buffer.append(theta.clone())
@@ -112,67 +137,85 @@ class Controller:
     # ------------------------------------------------------------------------------------------------ triggers
     def propose(self, t: float) -> list[Proposal]:
         st = self.cfg
-        z = torch.polar(torch.ones_like(self.buffer[0]), torch.stack(self.buffer))  # (T, B, C) complex
-        plv = torch.einsum("tbi,tbj->bij", z, z.conj()).abs() / z.shape[0]  # (B, C, C)
+        theta = torch.stack(self.buffer).permute(1, 2, 0)  # (B, C, T)
+        cs, sn = torch.cos(theta), torch.sin(theta)
+        n_t = theta.shape[2]
+        # PLV^2 = |sum_t e^{i(theta_i - theta_j)}|^2 / T^2 from two real batched products over [cos, sin]:
+        # Re = cos_i cos_j + sin_i sin_j, Im = sin_i cos_j - cos_i sin_j (cheaper than a complex product and abs)
+        x = torch.cat([cs, sn], dim=2)  # (B, C, 2T)
+        re = x @ x.transpose(1, 2)
+        im = x @ torch.cat([-sn, cs], dim=2).transpose(1, 2)
+        plv2 = (re * re + im * im) / (n_t * n_t)  # (B, C, C); thresholds compare squared
+        if not hasattr(self, "_pairs"):  # (C, C) masks fixed for the run: which ordered pairs count, same domain
+            c = theta.shape[1]
+            eye = torch.eye(c, dtype=torch.bool, device=theta.device)
+            self._pairs = torch.ones_like(eye).triu(1) if self.undirected else ~eye  # undirected: each pair once
+            self._same = self.domain[:, None] == self.domain[None, :]
         act = self.active > 0
-        pair = act[:, :, None] & act[:, None, :]
-        pair &= ~torch.eye(pair.shape[1], dtype=torch.bool, device=pair.device)
-        if self.undirected:
-            pair &= torch.ones_like(pair).triu(1)  # each undirected pair once
-        same = self.domain[:, :, None] == self.domain[:, None, :]
+        pair = (act[:, :, None] & act[:, None, :]) & self._pairs  # (B, C, C)
+        same = self._same[None]
         connected = self.w != 0
         props: list[Proposal] = []
 
-        def top(score, mask, k, largest, op, cost, refund, reason):
-            for b in range(score.shape[0]):
-                idx = torch.nonzero(mask[b], as_tuple=False)
-                if not len(idx) or k == 0:
-                    continue
-                vals = score[b][mask[b]]
-                order = torch.argsort(vals, descending=largest)[:k]
-                for o in order.tolist():
-                    i, j = (int(v) for v in idx[o])
-                    props.append(Proposal(op, b, i, j, int(self.domain[b, i]), cost, refund,
-                                          f"{reason} {float(vals[o]):.3f}"))
+        def top(score, k, largest, threshold, op, cost, refund, reason):
+            """Per replica, the k best scores beyond the threshold: one topk over the flattened (C, C) scores;
+            excluded pairs carry -inf (+inf)."""
+            if k == 0:
+                return
+            c = score.shape[1]
+            vals, idx = torch.topk(score.reshape(score.shape[0], -1), min(k, c * c), dim=1, largest=largest)
+            good = vals > threshold if largest else vals < threshold
+            for b, o in torch.nonzero(good).tolist():
+                i, j = divmod(int(idx[b, o]), c)
+                props.append(Proposal(op, b, i, j, int(self.domain[i]), cost, refund,
+                                      f"{reason} {math.sqrt(float(vals[b, o])):.3f}"))
 
         if st.synaptogenesis.enabled:
             op = st.synaptogenesis
-            top(plv, pair & ~connected & (plv > op.threshold), op.max_per_interval, True, "synaptogenesis",
-                op.cost, op.refund, "PLV >")
+            top(plv2.masked_fill(connected | ~pair, float("-inf")), op.max_per_interval, True, op.threshold ** 2,
+                "synaptogenesis", op.cost, op.refund, "PLV >")
         if st.pruning.enabled:
             op = st.pruning
-            top(plv, pair & connected & (plv < op.threshold), op.max_per_interval, False, "pruning",
-                op.cost, op.refund, "PLV <")
+            top(plv2.masked_fill(~(connected & pair), float("inf")), op.max_per_interval, False, op.threshold ** 2,
+                "pruning", op.cost, op.refund, "PLV <")
         if st.neuron_removal.enabled:
             op = st.neuron_removal
-            dormant = act & ~connected.any(2) & ~connected.any(1)  # (B, C): no synapse in or out
-            for b in range(dormant.shape[0]):
-                for i in torch.nonzero(dormant[b]).flatten()[: op.max_per_interval].tolist():
-                    props.append(Proposal("neuron_removal", b, i, -1, int(self.domain[b, i]), op.cost, op.refund,
-                                          "dormant: no synapses"))
-            redundant = pair & same & (plv > op.redundancy)
             indeg = connected.sum(2)  # (B, C)
-            for b in range(redundant.shape[0]):
-                taken = sum(p.replica == b and p.op == "neuron_removal" for p in props)
-                for i, j in torch.nonzero(redundant[b]).tolist()[: max(0, op.max_per_interval - taken)]:
-                    victim = i if indeg[b, i] <= indeg[b, j] else j
-                    props.append(Proposal("neuron_removal", b, victim, i + j - victim, int(self.domain[b, victim]),
-                                          op.cost, op.refund, f"redundant: PLV {float(plv[b, i, j]):.4f}"))
+            dormant = act & (indeg == 0) & (connected.sum(1) == 0)  # no synapse in or out
+            taken = [0] * act.shape[0]
+            for b, i in torch.nonzero(dormant).tolist():
+                if taken[b] < op.max_per_interval:
+                    taken[b] += 1
+                    props.append(Proposal("neuron_removal", b, i, -1, int(self.domain[i]), op.cost, op.refund,
+                                          "dormant: no synapses"))
+            redundant = pair & same & (plv2 > op.redundancy ** 2)
+            for b, i, j in torch.nonzero(redundant).tolist():  # one pass for every replica
+                if taken[b] >= op.max_per_interval:
+                    continue
+                taken[b] += 1
+                victim = i if indeg[b, i] <= indeg[b, j] else j
+                props.append(Proposal("neuron_removal", b, victim, i + j - victim, int(self.domain[victim]),
+                                      op.cost, op.refund, f"redundant: PLV {math.sqrt(float(plv2[b, i, j])):.4f}"))
         if st.neurogenesis.enabled:
             op = st.neurogenesis
-            x = torch.cat([z.real, z.imag], dim=2).permute(1, 2, 0)  # (B, 2C, T)
-            n_dom = self.field.n_domains
-            for d in range(n_dom):
-                member = (self.domain == d) & act  # (B, C)
-                n_d = member.sum(1)  # (B,)
-                feats = x * torch.cat([member, member], dim=1)[:, :, None]  # (B, 2C, T) zero outside the domain
-                pr = participation_ratio(feats.transpose(1, 2))  # (B,)
-                ratio = pr / (2 * n_d.clamp_min(1))
-                for b in torch.nonzero((ratio > op.threshold) & (n_d > 0)).flatten().tolist():
-                    if sum(p.replica == b and p.op == "neurogenesis" for p in props) >= op.max_per_interval:
-                        continue
+            # participation ratio of each domain's centred [cos, sin] activity, every domain at once:
+            # Gram_d = sum over the domain's active features of x_f x_f^T (T x T)
+            x = torch.cat([cs, sn], dim=1)  # (B, 2C, T)
+            x = x - x.mean(dim=2, keepdim=True)
+            onehot = torch.nn.functional.one_hot(self.domain, self.field.n_domains).to(x.dtype)  # (C, D)
+            member = act.to(x.dtype)[:, :, None] * onehot  # (B, C, D)
+            member2 = torch.cat([member, member], dim=1)  # (B, 2C, D)
+            gram = torch.einsum("bft,bfs,bfd->bdts", x, x, member2)  # (B, D, T, T)
+            trace = gram.diagonal(dim1=-2, dim2=-1).sum(-1)  # (B, D)
+            pr = trace * trace / (gram * gram).sum((-2, -1)).clamp_min(1e-300)
+            n_d = member.sum(1)  # (B, D)
+            ratio = pr / (2 * n_d.clamp_min(1))
+            made = [0] * act.shape[0]
+            for b, d in torch.nonzero((ratio > op.threshold) & (n_d > 0)).tolist():
+                if made[b] < op.max_per_interval:
+                    made[b] += 1
                     props.append(Proposal("neurogenesis", b, -1, -1, d, op.cost, 0.0,
-                                          f"effective dim {float(pr[b]):.2f} / 2n = {float(ratio[b]):.2f}"))
+                                          f"effective dim {float(pr[b, d]):.2f} / 2n = {float(ratio[b, d]):.2f}"))
         return props
 
     # ------------------------------------------------------------------------------------------------ apply
@@ -189,9 +232,8 @@ class Controller:
             before = float(block[p.replica, p.domain])
             ok, why = before - p.cost >= self.cfg.floor, p.reason
             if ok and p.op == "neurogenesis":
-                free = torch.nonzero(self.active[p.replica] == 0).flatten()
-                ok = len(free) > 0
-                why = why if ok else "capacity full"
+                ok = bool(((self.active[p.replica] == 0) & (self.domain == p.domain)).any())
+                why = why if ok else "no free slot in this domain (structure.capacity)"
             if ok and p.op == "neuron_removal" and ((p.replica, p.target) in removed or self.active[p.replica, p.target] == 0):
                 ok, why = False, "already removed"
             if ok and p.op in ("synaptogenesis", "pruning") and ((p.replica, p.target) in removed or (p.replica, p.source) in removed):
@@ -215,16 +257,23 @@ class Controller:
             after = float(block[p.replica, p.domain])
             events.append((t, p.replica, p.op.encode(), p.target, p.source, p.domain, p.cost, p.refund if ok else 0.0,
                            before, after, ok, why.encode()[:48]))
-        if props:
+        if any(e[10] for e in events):  # something was accepted
             f.structure_changed()
         return y, np.array(events, dtype=EVENT_DTYPE)
 
+    def count_synapses(self) -> torch.Tensor:
+        """(B,) directed synapses (nonzero W entries; an undirected edge is two) per replica, kept by every edit."""
+        if not hasattr(self, "_synapses"):
+            self._synapses = (self.w != 0).sum((1, 2))
+        return self._synapses
+
     def _link(self, b: int, i: int, j: int, value: float) -> None:
-        self.w[b, i, j] = value
-        if self.undirected:
-            self.w[b, j, i] = value
+        for r, c in ((i, j), (j, i)) if self.undirected else ((i, j),):
+            self.count_synapses()[b] += int(value != 0) - int(bool(self.w[b, r, c] != 0))
+            self.w[b, r, c] = value
 
     def _remove(self, b: int, i: int) -> None:
+        self.count_synapses()[b] -= int((self.w[b, i, :] != 0).sum() + (self.w[b, :, i] != 0).sum())
         self.w[b, i, :] = 0.0
         self.w[b, :, i] = 0.0
         self.active[b, i] = 0.0
@@ -236,24 +285,24 @@ class Controller:
         from .sampling import sample_frequencies
 
         f = self.field
-        i = int(torch.nonzero(self.active[b] == 0).flatten()[0])
-        mates = torch.nonzero((self.domain[b] == d) & (self.active[b] > 0)).flatten()
+        i = int(torch.nonzero((self.active[b] == 0) & (self.domain == d)).flatten()[0])
+        mates = torch.nonzero((self.domain == d) & (self.active[b] > 0)).flatten()
         theta = y[b, : f.n_neurons]
         mean = torch.polar(torch.ones_like(theta[mates]), theta[mates]).mean() if len(mates) else torch.tensor(1.0 + 0j)
         y[b, i] = float(torch.angle(mean)) if len(mates) else 0.0
         f.omega[b, i] = float(sample_frequencies(self.base_cfg.neurons.frequency, 1, 1, self.rng)[0, 0])
-        self.domain[b, i] = d
         self.active[b, i] = 1.0
         self.w[b, i, :] = 0.0
         self.w[b, :, i] = 0.0
         self.w[b, i, mates] = 1.0  # listens to its domain; sends nothing until synaptogenesis links it
+        self.count_synapses()[b] += len(mates)
         return i
 
     # ------------------------------------------------------------------------------------------------ resume
     def state_dict(self) -> dict[str, np.ndarray]:
         f = self.field
         return {"structure_w": self.w.cpu().numpy(), "structure_active": self.active.cpu().numpy(),
-                "structure_domain": self.domain.cpu().numpy(), "structure_omega": f.omega.cpu().numpy(),
+                "structure_omega": f.omega.cpu().numpy(), "structure_synapses": self.count_synapses().cpu().numpy(),
                 "structure_buffer": torch.stack(self.buffer).cpu().numpy() if self.buffer else np.zeros((0,) + tuple(self.active.shape)),
                 "structure_rng": np.frombuffer(repr(self.rng.bit_generator.state).encode(), dtype=np.uint8)}
 
@@ -264,9 +313,9 @@ class Controller:
         dev, dt = f.omega.device, f.omega.dtype
         self.w.copy_(torch.as_tensor(state["structure_w"], device=dev, dtype=dt))
         self.active.copy_(torch.as_tensor(state["structure_active"], device=dev, dtype=dt))
-        self.domain.copy_(torch.as_tensor(state["structure_domain"], device=dev))
         f.omega.copy_(torch.as_tensor(state["structure_omega"], device=dev, dtype=dt))
         self.buffer = [torch.as_tensor(x, device=dev, dtype=dt) for x in state["structure_buffer"]]
+        self._synapses = torch.as_tensor(state["structure_synapses"], device=dev)
         self.rng.bit_generator.state = ast.literal_eval(bytes(state["structure_rng"]).decode())
         f.structure_changed()
 
@@ -286,8 +335,10 @@ def make_plastic(field, cfg: Config, graph, strength: Param, harmonics, lag: Par
     field.n_neurons = cap
     field.neuron_mask = torch.cat([torch.ones(b, n, device=device, dtype=dtype),
                                    torch.zeros(b, pad, device=device, dtype=dtype)], dim=1)
-    dom = torch.as_tensor(np.concatenate([field.neuron_domain, np.zeros(pad, dtype=np.int64)]), device=device)
-    field.neuron_dom_index = dom.expand(b, -1).clone()  # (B, C) per replica
+    # spare slots are dealt to the domains in turn: a new neuron takes a free slot of the domain that asked for it,
+    # so the slot -> domain map is shared by all replicas (fast index_add paths) while activity stays per replica
+    spare = np.arange(pad, dtype=np.int64) % max(1, field.n_domains)
+    field.neuron_dom_index = torch.as_tensor(np.concatenate([field.neuron_domain, spare]), device=device)  # (C,)
     field.n_state = field.n_neurons + field.n_glia + (field.metabolism.size if field.metabolism is not None else 0)
     sigma = field.sigma.expand(b, -1) if field.sigma.dim() == 1 else field.sigma  # (B, N + G + block)
     slots = sigma[:, :1].expand(b, pad)  # new neurons get the neurons' noise once active

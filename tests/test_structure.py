@@ -66,6 +66,18 @@ def test_nothing_is_accepted_without_energy(run_dir):
     assert (size == size[0]).all()
 
 
+def test_synapse_count_is_kept_exactly(run_dir):
+    cfg = make(metabolism={"supply": 5.0, "e_init": 5.0},
+               structure={"synaptogenesis": {"threshold": 0.5, "cost": 0.05}, "pruning": {"threshold": 0.99},
+                          "neurogenesis": {"threshold": 0.05, "cost": 0.5}, "neuron_removal": {"redundancy": 0.99}})
+    sim = Simulation(cfg)
+    for _ in range(cfg.n_records):
+        sim.advance()
+        assert torch.equal(sim.controller.count_synapses(), (sim.controller.w != 0).sum((1, 2)))
+        inactive = sim.mask == 0  # removed or never used slots have no synapse in or out
+        assert not (sim.controller.w.abs().sum(2)[inactive] > 0).any() and not (sim.controller.w.abs().sum(1)[inactive] > 0).any()
+
+
 def test_ample_supply_lets_every_operator_fire(run_dir):
     cfg = make(metabolism={"supply": 5.0, "e_init": 5.0},
                structure={"synaptogenesis": {"threshold": 0.5, "cost": 0.05}, "pruning": {"threshold": 0.99},
@@ -96,7 +108,7 @@ def test_neuron_creation_is_function_preserving():
     old = active_before > 0
     assert torch.equal(after[old], before[old])
     assert sim.controller.w[0, :, new].abs().sum() == 0 and sim.controller.w[0, new].abs().sum() > 0
-    assert int(sim.field.neuron_dom_index[0, new]) == 1
+    assert int(sim.field.neuron_dom_index[new]) == 1  # a slot of the proposing domain
 
 
 def test_spare_capacity_behaves_like_exact_size(tmp_path):

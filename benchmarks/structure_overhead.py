@@ -1,0 +1,80 @@
+"""Structural bookkeeping overhead: throughput of a run with structure evaluated every `interval` against the same
+run without structure, measured in the same process (target: >= 70% at interval 1.0).
+
+    python benchmarks/structure_overhead.py [--threads 1] [--n 200] [--replicas 16] [--out benchmarks/results]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dgnn.config import config_from_dict
+from dgnn.simulation import Simulation
+
+
+def config(n: int, b: int, structure: bool, interval: float = 1.0, dtype: str = "float32"):
+    return config_from_dict({
+        "replicas": b, "dtype": dtype, "seed": 1,
+        "neurons": {"count": n, "frequency": {"distribution": "normal", "center": 1.0, "width": 0.3}},
+        "glia": {"ratio": 0.1, "coupling_to_neurons": 0.2, "coupling_from_neurons": 0.3},
+        "topology": {"kind": "erdos_renyi", "p": 0.1},
+        "coupling": {"strength": 1.5, "backend": "dense"},
+        "metabolism": {"enabled": True, "p_base": 0.02, "p_act": 0.2, "supply": 2.0, "e_max": 5.0, "e_init": 4.0},
+        "structure": {"enabled": structure, "interval": interval, "window": 2.0, "capacity": int(1.25 * n),
+                      "synaptogenesis": {"threshold": 0.9, "cost": 0.02}, "pruning": {"threshold": 0.3},
+                      "neurogenesis": {"threshold": 0.45, "cost": 0.5}},
+        "solver": {"dt": 0.01, "duration": 10**6}, "record": {"every": 0.5, "phases": False},
+    })
+
+
+def rate(cfg, seconds: float) -> tuple[float, int]:
+    sim = Simulation(cfg, device="cpu")
+    for _ in range(4):  # fill the window so the controller really runs
+        sim.advance()
+        sim.snapshot()
+    t0, recs = time.perf_counter(), 0
+    while time.perf_counter() - t0 < seconds:
+        sim.advance()
+        sim.snapshot()
+        sim.take_events()
+        recs += 1
+    steps = recs * cfg.steps_per_record
+    return cfg.neurons.count * cfg.replicas * steps / (time.perf_counter() - t0), recs
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--n", type=int, default=200)
+    ap.add_argument("--replicas", type=int, default=16)
+    ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--out", default="benchmarks/results")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)
+    # interleaved rounds, median ratio: a shared machine's load drifts by 2x between minutes
+    rows = {"threads": args.threads, "N": args.n, "B": args.replicas, "rounds": args.rounds}
+    for interval in (1.0, 5.0):
+        ratios, rates = [], []
+        for _ in range(args.rounds):
+            base, _ = rate(config(args.n, args.replicas, False), args.seconds)
+            r, _ = rate(config(args.n, args.replicas, True, interval), args.seconds)
+            ratios.append(r / base)
+            rates.append((base, r))
+        med = float(np.median(ratios))
+        rows[f"interval_{interval}"] = {"ratio_median": med, "ratios": ratios, "rates": rates}
+        print(f"N={args.n} B={args.replicas}: interval {interval}: with / without structure = {100 * med:.0f}% "
+              f"(median of {args.rounds} interleaved rounds: {', '.join(f'{100 * x:.0f}%' for x in ratios)})", flush=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"structure_overhead-threads{args.threads}.json").write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
