@@ -74,6 +74,11 @@ class Simulation:
             self.controller = Controller(cfg, self.field, structure_rng, undirected=not cfg.topology.directed)
         self.mask = getattr(self.field, "neuron_mask", None)  # (B, C) active slots, or None
         modules = self.field.graph.modules if self.field.graph is not None else None
+        if modules is not None and self.mask is not None:  # a plastic network: a spare slot joins its domain's module
+            dom = self.field.neuron_dom_index.cpu().numpy()  # (C,)
+            module_of_domain = np.zeros(int(dom.max()) + 1, dtype=np.int64)
+            module_of_domain[self.field.neuron_domain] = modules
+            modules = module_of_domain[dom]
         self.modules = DomainMeans(modules, int(modules.max()) + 1, self.device, self.dtype) if modules is not None else None
 
     # ------------------------------------------------------------------------------------------------ stepping
@@ -201,6 +206,8 @@ class Simulation:
             rec["metrics/glia_order_parameter"], rec["metrics/glia_mean_phase"] = order(self.y[:, n:])
         if self.modules is not None:
             th = self.y[:, :n]
+            if self.mask is not None:
+                self.modules.set(self.modules.index, self.mask)  # membership follows the current activity
             x, y = self.modules(torch.cos(th), torch.sin(th))
             rec["metrics/module_order_parameter"] = torch.sqrt(x * x + y * y).cpu().numpy()
         if self.metabolism is not None:
@@ -359,8 +366,13 @@ def run(
         out / "trace.h5", config_text=text, version=__version__, series=sim.series(), static=sim.static(),
         attrs={"device": str(sim.device), "backend": sim.field.backend_name},
     )
-    writer.append(sim.snapshot())
-    writer.flush(sim.state_dict())
+    try:
+        writer.append(sim.snapshot())
+        writer.flush(sim.state_dict())
+    except BaseException as exc:  # a bug before the first record still leaves a trace that says so
+        writer.set_status("failed", f"{type(exc).__name__}: {exc}")
+        writer.close()
+        raise
     return _loop(sim, writer, should_stop, progress)
 
 

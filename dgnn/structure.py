@@ -13,8 +13,8 @@ controller reads the last `structure.window` of records and proposes:
 - neuron removal: redundant neurons (PLV with a domain mate above `redundancy`, as DYNO prunes by cosine
   similarity) and dormant ones (no synapse in or out), dormant first.
 
-A proposal runs only if its domain's reserve covers cost + floor; it is paid from (and refunds go to) that
-reserve through the energy ledger. Every proposal, accepted or rejected, becomes an event.
+A proposal with a cost runs only if its domain's reserve covers cost + floor (free ones always run); it is paid
+from (and refunds go to) that reserve through the energy ledger. Every proposal, accepted or rejected, becomes an event.
 """
 from __future__ import annotations
 
@@ -230,7 +230,7 @@ class Controller:
         removed: set[tuple[int, int]] = set()
         for p in props:
             before = float(block[p.replica, p.domain])
-            ok, why = before - p.cost >= self.cfg.floor, p.reason
+            ok, why = p.cost <= 0.0 or before - p.cost >= self.cfg.floor, p.reason  # free operators are not gated
             if ok and p.op == "neurogenesis":
                 ok = bool(((self.active[p.replica] == 0) & (self.domain == p.domain)).any())
                 why = why if ok else "no free slot in this domain (structure.capacity)"

@@ -145,3 +145,28 @@ def test_structure_config_errors():
         make(structure={"capacity": 4})
     with pytest.raises(dgnn.ConfigError, match=r"structure\.interval: must be a whole multiple"):
         make(structure={"interval": 0.7})
+
+
+def test_free_operators_run_on_empty_reserves(run_dir):
+    # pruning that costs nothing is not gated: it runs even when the reserve sits below the floor
+    cfg = make(metabolism={"supply": 0.0, "e_init": 0.0},
+               structure={"floor": 0.5, "pruning": {"threshold": 0.999, "cost": 0.0, "refund": 0.0},
+                          "synaptogenesis": {"threshold": 0.5, "cost": 0.1},
+                          "neuron_removal": {"refund": 0.0}})  # refunds would refill the reserve
+    ev = events(dgnn.run(cfg, run_dir, progress=False).path)
+    prune, grow = ev[ev["operator"] == b"pruning"], ev[ev["operator"] == b"synaptogenesis"]
+    assert len(prune) and prune["accepted"].all()
+    assert len(grow) and not grow["accepted"].any()
+
+
+def test_modular_graph_with_structure_records_module_synchrony(run_dir):
+    cfg = make(topology={"kind": "modular", "modules": 2, "p_in": 0.5, "p_out": 0.05},
+               metabolism={"supply": 5.0, "e_init": 5.0},
+               structure={"neurogenesis": {"threshold": 0.05, "cost": 0.5}})
+    tr = read_trace(dgnn.run(cfg, run_dir, progress=False).path)
+    mod = tr.metrics["module_order_parameter"]  # (T, B, 2) over active slots only
+    assert mod.shape[2] == 2 and np.all((mod >= 0) & (mod <= 1 + 1e-6))
+    ev = tr.static["structure/events"]
+    assert (ev["accepted"] & (ev["operator"] == b"neurogenesis")).any()  # neurons were created into modules
+    r_all = tr.metrics["order_parameter"]
+    assert np.all((r_all >= 0) & (r_all <= 1 + 1e-6))
