@@ -138,13 +138,15 @@ def summarize(trace: Trace | str, q_max: int = 8) -> dict:
         out["structure"] = {
             "neurons_initial": float(size[0, :, 0].mean()), "neurons_final": float(size[-1, :, 0].mean()),
             "synapses_initial": float(size[0, :, 1].mean()), "synapses_final": float(size[-1, :, 1].mean()),
+            "glia_initial": float(size[0, :, 2].mean()), "glia_final": float(size[-1, :, 2].mean()),
             "events": {} if ev is None else {
                 f"{op.decode()}_{'accepted' if acc else 'rejected'}": int(((ev["operator"] == op) & (ev["accepted"] == acc)).sum())
                 for op in np.unique(ev["operator"]) for acc in (True, False)
             },
         }
     if "glia_order_parameter" in m:
-        out["glia"] = _population(trace.glia_phase, m["glia_order_parameter"], t, half, trace.static["glia/frequency"])
+        out["glia"] = _population(trace.glia_phase, m["glia_order_parameter"], t, half, trace.static["glia/frequency"],
+                                  active=m.get("structure_glia_active"))
         if trace.neuron_phase is not None and trace.glia_phase is not None and len(t) >= 2:
             # ratio of population rhythms from the unwrapped mean phases of each population
             wn = out["neurons"]["mean_frequency"]

@@ -178,6 +178,16 @@ class NeuronRemovalOp(_Model):
     max_per_interval: int = Field(1, ge=0)
 
 
+class GliaOp(_Model):
+    """Glia creation (removal): a domain whose mean reserve over the window is below (above) `threshold` x e_max."""
+
+    enabled: bool = False
+    threshold: float = Field(ge=0.0, le=1.0)
+    cost: float = Field(0.0, ge=0.0)
+    refund: float = Field(0.0, ge=0.0)
+    max_per_interval: int = Field(1, ge=0)  # per replica
+
+
 class StructureConfig(_Model):
     """Energy-gated structural plasticity (MODEL.md 'Structural operators'); needs metabolism."""
 
@@ -190,6 +200,9 @@ class StructureConfig(_Model):
     pruning: SynapseOp = SynapseOp(threshold=0.2, cost=0.0, refund=0.02)
     neurogenesis: NeurogenesisOp = NeurogenesisOp()
     neuron_removal: NeuronRemovalOp = NeuronRemovalOp()
+    glia_capacity: int = Field(0, ge=0)  # glial slots per replica; 0 = 2 x glia count
+    glia_creation: GliaOp = GliaOp(threshold=0.2, cost=0.5)
+    glia_removal: GliaOp = GliaOp(threshold=0.9, refund=0.2)
 
 
 class Solver(_Model):
@@ -299,6 +312,10 @@ class Config(_Model):
                 raise _Keyed("structure.capacity", f"must be >= neurons.count={n} (or 0 for 2 x N), found {st.capacity}")
             if self.topology.kind == "all_to_all" and self.coupling.backend == "mean_field":
                 raise _Keyed("coupling.backend", "structure needs per-synapse weights; use auto or dense")
+            if st.glia_capacity and st.glia_capacity < self.glia_count:
+                raise _Keyed("structure.glia_capacity", f"must be >= the glia count {self.glia_count} (or 0 for 2 x G)")
+            if (st.glia_creation.enabled or st.glia_removal.enabled) and self.glia.topology != "all_to_all":
+                raise _Keyed("structure.glia_creation", "glia operators need glia.topology: all_to_all")
         if self.topology.kind == "modular" and self.topology.modules > n:
             raise _Keyed("topology.modules", f"must be <= neurons.count={n}, found {self.topology.modules}")
         return self

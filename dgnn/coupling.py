@@ -60,14 +60,25 @@ class MeanField:
     def __init__(self, n: int, strength: Param, harmonics, lag: Param):
         self.n = n
         self.terms = [(m, strength * amp, _cos(m * lag), _sin(m * lag)) for m, amp in harmonics]
+        self.set_weight(None)
+
+    def set_weight(self, weight: torch.Tensor | None) -> None:
+        """(B, N) 0/1 active members of a plastic population (K = k / N_active among them), or None for all."""
+        self.weight = weight
+        count = self.n if weight is None else weight.sum(1, keepdim=True).clamp_min(1.0)  # (B, 1)
         # the identity includes the j = i term, A_m sin(-m alpha); K has no self-coupling, so take it back out
-        self.self_term = sum((ka * sl for m, ka, _, sl in self.terms), 0.0) / n
+        self.self_term = sum((ka * sl for m, ka, _, sl in self.terms), 0.0) / count
+        self.count = count
 
     def __call__(self, trig: Trig) -> torch.Tensor:
         out = None
         for m, ka, cl, sl in self.terms:
             c, s = trig(m)  # (B, N)
-            zx, zy = c.mean(dim=1, keepdim=True), s.mean(dim=1, keepdim=True)  # (B, 1) Re, Im of Z_m
+            if self.weight is None:
+                zx, zy = c.mean(dim=1, keepdim=True), s.mean(dim=1, keepdim=True)  # (B, 1) Re, Im of Z_m
+            else:
+                zx = (c * self.weight).sum(1, keepdim=True) / self.count
+                zy = (s * self.weight).sum(1, keepdim=True) / self.count
             wx, wy = zx * cl + zy * sl, zy * cl - zx * sl  # Z_m e^{-i m alpha}
             term = (ka * wy) * c - (ka * wx) * s  # Im(W e^{-i m theta_i})
             out = term if out is None else out + term

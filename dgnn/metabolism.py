@@ -67,6 +67,7 @@ class Metabolism:
         self.schedule = Schedule(cfg.schedule)
         self.p_base, self.p_syn = p["p_base"], p["p_syn"]
         self.device, self.dtype = device, dtype
+        self.p_supply = p["supply"]
         glia = torch.as_tensor(np.bincount(glia_domain, minlength=n_domains), device=device, dtype=dtype)
         self.supply = p["supply"] * glia  # (D,) or (B, D)
         self.set_layout(torch.as_tensor(neuron_domain, device=device), None,
@@ -83,6 +84,11 @@ class Metabolism:
         load = synaptic_load if active is None else synaptic_load * active
         self.base = self.p_base * self._sum(w)  # (D,) or (B, D)
         self.synapse = self.p_syn * self._sum(load)
+
+    def set_glia(self, glia_domain: torch.Tensor, active: torch.Tensor) -> None:
+        """Supply per domain = supply x active glia in it: (Gc,) slot domains, (B, Gc) 0/1 activity."""
+        counts = torch.zeros(active.shape[0], self.d, device=self.device, dtype=self.dtype).index_add_(1, glia_domain, active)
+        self.supply = self.p_supply * counts  # (B, D)
 
     def _sum(self, values: torch.Tensor) -> torch.Tensor:
         """Per-domain sums of per-neuron values: (N,) -> (D,) or (B, n) -> (B, D)."""

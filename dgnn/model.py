@@ -130,6 +130,7 @@ class GlialNeuralField:
         dev, dt = omega.device, omega.dtype
         self.use_gn, self.use_ng = bool(self.n_glia) and not _zero(c_gn), bool(self.n_glia) and not _zero(c_ng)
         self.neuron_mask = None  # (B, N) 0/1 active slots of a plastic network; None = all active
+        self.glia_mask = None  # (B, G) likewise for glial slots
         if self.use_gn or self.use_ng:
             self.neuron_dom = DomainMeans(neuron_domain, n_domains, dev, dt)
             self.glia_dom = DomainMeans(glia_domain, n_domains, dev, dt)
@@ -166,6 +167,8 @@ class GlialNeuralField:
                     dpsi = dpsi + self.c_ng * (self.glia_dom.gather(zy) * gc - self.glia_dom.gather(zx) * gs)
         if self.neuron_mask is not None:
             driven = driven * self.neuron_mask  # inactive slots are frozen (their omega is 0 too)
+        if self.glia_mask is not None and self.n_glia:
+            dpsi = dpsi * self.glia_mask
         dtheta = self.omega + driven
         if not self.n_glia:
             return dtheta
@@ -181,10 +184,14 @@ class GlialNeuralField:
         self.neuron_coupling.refresh()
         if self.use_gn or self.use_ng:
             self.neuron_dom.set(self.neuron_dom_index, self.neuron_mask)
-        self.sigma = self.sigma_template * torch.cat(
-            [self.neuron_mask, torch.ones(self.neuron_mask.shape[0], self.n_state - self.n_neurons,
-                                          device=self.omega.device, dtype=self.omega.dtype)], dim=1)  # (B, n_state)
+            self.glia_dom.set(self.glia_dom.index, self.glia_mask)
+        if self.glia_coupling is not None:
+            self.glia_coupling.set_weight(self.glia_mask)
+        rest = torch.ones(self.neuron_mask.shape[0], self.n_state - self.n_neurons - self.n_glia,
+                          device=self.omega.device, dtype=self.omega.dtype)
+        self.sigma = self.sigma_template * torch.cat([self.neuron_mask, self.glia_mask, rest], dim=1)  # (B, n_state)
         if self.metabolism is not None:
+            self.metabolism.set_glia(self.glia_dom_index, self.glia_mask)
             load = self.neuron_coupling.w.abs().sum(2) / self.graph.normaliser  # (B, C); p_syn holds |strength|
             self.metabolism.set_layout(self.neuron_dom_index, self.neuron_mask, load)
 

@@ -50,12 +50,13 @@ class Simulation:
         self.n_phase = self.n + self.g
         self.metabolism = getattr(self.field, "metabolism", None)
         blocks = []
-        n0 = cfg.neurons.count  # slots beyond it (a plastic network's spare capacity) start inactive at phase 0
+        n0, g0 = cfg.neurons.count, cfg.glia_count  # slots beyond them (spare capacity) start inactive at phase 0
         for p, s in zip(points, streams):
             rng = np.random.default_rng(s[1])
             blocks.append(np.concatenate([sample_phases(p.neurons.initial_phase, n0, p.replicas, rng),
                                           np.zeros((p.replicas, self.n - n0)),
-                                          sample_phases(p.glia.initial_phase, self.g, p.replicas, rng)], axis=1))
+                                          sample_phases(p.glia.initial_phase, g0, p.replicas, rng),
+                                          np.zeros((p.replicas, self.g - g0))], axis=1))
         y0 = np.concatenate(blocks, axis=0)
         self.y = torch.as_tensor(y0, device=self.device, dtype=self.dtype)  # (B, N + G [+ energy block])
         if self.metabolism is not None:
@@ -107,7 +108,7 @@ class Simulation:
         self.record += 1
         self._wrap()
         if self.controller is not None:
-            self.controller.observe(self.y[:, : self.n])
+            self.controller.observe(self.y[:, : self.n], self.metabolism.reserve(self.y[:, self.n_phase:]))
             if self.controller.due(self.record):
                 self.y, events = self.controller.apply(self.t, self.y.clone(), self.controller.propose(self.t))
                 self.events.append(events)
@@ -163,9 +164,10 @@ class Simulation:
                        {"units": "1", "dims": "time, replica, module"})
             )
         if self.controller is not None:
-            out.append(Series("structure/size", (b, 2), "int64",
-                                 {"dims": "time, replica, (active neurons, directed synapses = nonzero W entries)"}))
+            out.append(Series("structure/size", (b, 3), "int64",
+                              {"dims": "time, replica, (active neurons, directed synapses = nonzero W entries, glia)"}))
             out.append(Series("structure/active", (b, n), "uint8", {"dims": "time, replica, neuron slot"}))
+            out.append(Series("structure/glia_active", (b, g), "uint8", {"dims": "time, replica, glial slot"}))
         if self.metabolism is not None:
             from .metabolism import LEDGER
 
@@ -200,10 +202,13 @@ class Simulation:
         rec["metrics/order_parameter"], rec["metrics/mean_phase"] = order(self.y[:, :n], self.mask)
         if self.controller is not None:
             syn = self.controller.count_synapses()
-            rec["structure/size"] = torch.stack([self.mask.sum(1).long(), syn], dim=1).cpu().numpy()
+            glia = self.field.glia_mask
+            rec["structure/size"] = torch.stack([self.mask.sum(1).long(), syn, glia.sum(1).long()], dim=1).cpu().numpy()
             rec["structure/active"] = self.mask.to(torch.uint8).cpu().numpy()
+            rec["structure/glia_active"] = glia.to(torch.uint8).cpu().numpy()
         if self.g:
-            rec["metrics/glia_order_parameter"], rec["metrics/glia_mean_phase"] = order(self.y[:, n:])
+            rec["metrics/glia_order_parameter"], rec["metrics/glia_mean_phase"] = order(
+                self.y[:, n: self.n_phase], getattr(self.field, "glia_mask", None))
         if self.modules is not None:
             th = self.y[:, :n]
             if self.mask is not None:

@@ -10,6 +10,8 @@ controller reads the last `structure.window` of records and proposes:
   effective dimension / (2 n_d) above a threshold, the NORTH* activation trigger phi_ED read on phases);
   the new neuron takes a free slot of its domain (spare slots are dealt to the domains in turn), listens to
   its domain and sends nothing (zero outgoing coupling: function-preserving);
+- glia creation / removal: a domain whose mean reserve over the window stays below (above) a fraction of e_max
+  gains (gives back) a glial cell, raising (lowering) its supply;
 - neuron removal: redundant neurons (PLV with a domain mate above `redundancy`, as DYNO prunes by cosine
   similarity) and dormant ones (no synapse in or out), dormant first.
 
@@ -113,6 +115,7 @@ class Controller:
         self.window_records = int(round(self.cfg.window / cfg.record.every))
         self.interval_records = int(round(self.cfg.interval / cfg.record.every))
         self.buffer: list[torch.Tensor] = []  # wrapped theta (B, C) of the latest records
+        self.reserves: list[torch.Tensor] = []  # energy reserves (B, D) of the latest records
 
     # ------------------------------------------------------------------------------------------------ state
     @property
@@ -127,9 +130,15 @@ class Controller:
     def domain(self) -> torch.Tensor:
         return self.field.neuron_dom_index  # (C,) int64: each slot belongs to one domain in every replica
 
-    def observe(self, theta: torch.Tensor) -> None:
+    @property
+    def glia_active(self) -> torch.Tensor:
+        return self.field.glia_mask  # (B, Gc) 0/1
+
+    def observe(self, theta: torch.Tensor, reserve: torch.Tensor) -> None:
         self.buffer.append(theta.clone())
+        self.reserves.append(reserve.clone())
         del self.buffer[: -self.window_records]
+        del self.reserves[: -self.window_records]
 
     def due(self, record: int) -> bool:
         return record % self.interval_records == 0 and len(self.buffer) >= self.window_records
@@ -216,7 +225,32 @@ class Controller:
                     made[b] += 1
                     props.append(Proposal("neurogenesis", b, -1, -1, d, op.cost, 0.0,
                                           f"effective dim {float(pr[b, d]):.2f} / 2n = {float(ratio[b, d]):.2f}"))
+        self._propose_glia(props)
         return props
+
+    def _propose_glia(self, props: list[Proposal]) -> None:
+        """Glia follow the energy: a domain short of energy over the window gets a glial cell (more supply); a
+        domain that stays full gives one back."""
+        st, f = self.cfg, self.field
+        if not (st.glia_creation.enabled or st.glia_removal.enabled):
+            return
+        mean = torch.stack(self.reserves).mean(0)  # (B, D)
+        e_max = f.metabolism.e_max
+        slot_dom = torch.nn.functional.one_hot(f.glia_dom_index, f.n_domains).to(mean.dtype)  # (Gc, D)
+        active_per_domain = self.glia_active @ slot_dom  # (B, D)
+        free_per_domain = (1.0 - self.glia_active) @ slot_dom
+        for op, name, cond in (
+            (st.glia_creation, "glia_creation", (mean < st.glia_creation.threshold * e_max) & (free_per_domain > 0)),
+            (st.glia_removal, "glia_removal", (mean > st.glia_removal.threshold * e_max) & (active_per_domain > 1)),
+        ):
+            if not op.enabled:
+                continue
+            made = [0] * mean.shape[0]
+            for b, d in torch.nonzero(cond).tolist():
+                if made[b] < op.max_per_interval:
+                    made[b] += 1
+                    props.append(Proposal(name, b, -1, -1, d, op.cost, op.refund,
+                                          f"mean reserve {float(mean[b, d]):.3g} over the window"))
 
     # ------------------------------------------------------------------------------------------------ apply
     def apply(self, t: float, y: torch.Tensor, props: list[Proposal]) -> tuple[torch.Tensor, np.ndarray]:
@@ -234,6 +268,12 @@ class Controller:
             if ok and p.op == "neurogenesis":
                 ok = bool(((self.active[p.replica] == 0) & (self.domain == p.domain)).any())
                 why = why if ok else "no free slot in this domain (structure.capacity)"
+            if ok and p.op == "glia_creation":
+                ok = bool(((self.glia_active[p.replica] == 0) & (self.field.glia_dom_index == p.domain)).any())
+                why = why if ok else "no free glial slot in this domain (structure.glia_capacity)"
+            if ok and p.op == "glia_removal":
+                ok = int(((self.glia_active[p.replica] > 0) & (self.field.glia_dom_index == p.domain)).sum()) > 1
+                why = why if ok else "a domain keeps at least one glial cell"
             if ok and p.op == "neuron_removal" and ((p.replica, p.target) in removed or self.active[p.replica, p.target] == 0):
                 ok, why = False, "already removed"
             if ok and p.op in ("synaptogenesis", "pruning") and ((p.replica, p.target) in removed or (p.replica, p.source) in removed):
@@ -252,8 +292,12 @@ class Controller:
                 elif p.op == "neuron_removal":
                     self._remove(p.replica, p.target)
                     removed.add((p.replica, p.target))
-                else:
+                elif p.op == "neurogenesis":
                     p.target = self._create(p.replica, p.domain, y)
+                elif p.op == "glia_creation":
+                    p.target = self._create_glia(p.replica, p.domain, y)
+                else:
+                    p.target = self._remove_glia(p.replica, p.domain)
             after = float(block[p.replica, p.domain])
             events.append((t, p.replica, p.op.encode(), p.target, p.source, p.domain, p.cost, p.refund if ok else 0.0,
                            before, after, ok, why.encode()[:48]))
@@ -298,11 +342,34 @@ class Controller:
         self.count_synapses()[b] += len(mates)
         return i
 
+    def _create_glia(self, b: int, d: int, y: torch.Tensor) -> int:
+        """Activate a free glial slot of domain d at the domain's glial mean phase, nu from glia.frequency."""
+        from .sampling import sample_frequencies
+
+        f = self.field
+        dom = f.glia_dom_index
+        k = int(torch.nonzero((self.glia_active[b] == 0) & (dom == d)).flatten()[0])
+        mates = torch.nonzero((self.glia_active[b] > 0) & (dom == d)).flatten()
+        psi = y[b, f.n_neurons: f.n_neurons + f.n_glia]
+        y[b, f.n_neurons + k] = float(torch.angle(torch.polar(torch.ones_like(psi[mates]), psi[mates]).mean())) if len(mates) else 0.0
+        f.nu[b, k] = float(sample_frequencies(self.base_cfg.glia.frequency, 1, 1, self.rng)[0, 0])
+        self.glia_active[b, k] = 1.0
+        return k
+
+    def _remove_glia(self, b: int, d: int) -> int:
+        f = self.field
+        k = int(torch.nonzero((self.glia_active[b] > 0) & (f.glia_dom_index == d)).flatten()[-1])
+        self.glia_active[b, k] = 0.0
+        f.nu[b, k] = 0.0
+        return k
+
     # ------------------------------------------------------------------------------------------------ resume
     def state_dict(self) -> dict[str, np.ndarray]:
         f = self.field
         return {"structure_w": self.w.cpu().numpy(), "structure_active": self.active.cpu().numpy(),
                 "structure_omega": f.omega.cpu().numpy(), "structure_synapses": self.count_synapses().cpu().numpy(),
+                "structure_glia_active": self.glia_active.cpu().numpy(), "structure_nu": f.nu.cpu().numpy(),
+                "structure_reserves": torch.stack(self.reserves).cpu().numpy() if self.reserves else np.zeros(0),
                 "structure_buffer": torch.stack(self.buffer).cpu().numpy() if self.buffer else np.zeros((0,) + tuple(self.active.shape)),
                 "structure_rng": np.frombuffer(repr(self.rng.bit_generator.state).encode(), dtype=np.uint8)}
 
@@ -316,6 +383,9 @@ class Controller:
         f.omega.copy_(torch.as_tensor(state["structure_omega"], device=dev, dtype=dt))
         self.buffer = [torch.as_tensor(x, device=dev, dtype=dt) for x in state["structure_buffer"]]
         self._synapses = torch.as_tensor(state["structure_synapses"], device=dev)
+        self.glia_active.copy_(torch.as_tensor(state["structure_glia_active"], device=dev, dtype=dt))
+        f.nu.copy_(torch.as_tensor(state["structure_nu"], device=dev, dtype=dt))
+        self.reserves = [torch.as_tensor(x, device=dev, dtype=dt) for x in state["structure_reserves"]]
         self.rng.bit_generator.state = ast.literal_eval(bytes(state["structure_rng"]).decode())
         f.structure_changed()
 
@@ -339,10 +409,25 @@ def make_plastic(field, cfg: Config, graph, strength: Param, harmonics, lag: Par
     # so the slot -> domain map is shared by all replicas (fast index_add paths) while activity stays per replica
     spare = np.arange(pad, dtype=np.int64) % max(1, field.n_domains)
     field.neuron_dom_index = torch.as_tensor(np.concatenate([field.neuron_domain, spare]), device=device)  # (C,)
+    g = field.n_glia
+    gcap = cfg.structure.glia_capacity or 2 * g
+    gpad = gcap - g
+    field.nu = torch.cat([field.nu, torch.zeros(b, gpad, device=device, dtype=dtype)], dim=1)
+    field.n_glia = gcap
+    field.glia_mask = torch.cat([torch.ones(b, g, device=device, dtype=dtype),
+                                 torch.zeros(b, gpad, device=device, dtype=dtype)], dim=1)
+    field.glia_domain = np.concatenate([field.glia_domain, np.arange(gpad, dtype=np.int64) % max(1, field.n_domains)])
+    field.glia_dom_index = torch.as_tensor(field.glia_domain, device=device)  # (Gc,)
+    if field.use_gn or field.use_ng:
+        from .model import DomainMeans
+
+        field.glia_dom = DomainMeans(field.glia_domain, field.n_domains, device, dtype, field.glia_mask)
+        field.neuron_dom = DomainMeans(field.neuron_dom_index, field.n_domains, device, dtype, field.neuron_mask)
     field.n_state = field.n_neurons + field.n_glia + (field.metabolism.size if field.metabolism is not None else 0)
     sigma = field.sigma.expand(b, -1) if field.sigma.dim() == 1 else field.sigma  # (B, N + G + block)
     slots = sigma[:, :1].expand(b, pad)  # new neurons get the neurons' noise once active
-    field.sigma_template = torch.cat([sigma[:, :n], slots, sigma[:, n:]], dim=1)
+    gslots = sigma[:, n:n + 1].expand(b, gpad) if g else torch.zeros(b, gpad, device=device, dtype=dtype)
+    field.sigma_template = torch.cat([sigma[:, :n], slots, sigma[:, n:n + g], gslots, sigma[:, n + g:]], dim=1)
     if field.drive is not None:
         field.drive = type(field.drive)(field.drive.amplitude, field.drive.frequency, field.drive.phase,
                                         torch.cat([field.drive.mask, torch.zeros(pad, device=device, dtype=dtype)]))

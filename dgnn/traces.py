@@ -207,6 +207,7 @@ def read_trace(path, phases: bool = True) -> Trace:
         if "structure/size" in h5:
             metrics["structure_size"] = h5["structure/size"][:rows]
             metrics["structure_active"] = h5["structure/active"][:rows]
+            metrics["structure_glia_active"] = h5["structure/glia_active"][:rows]
         for grp in ("neurons", "glia", "topology"):
             if grp in h5:
                 for k, v in h5[grp].items():

@@ -170,3 +170,41 @@ def test_modular_graph_with_structure_records_module_synchrony(run_dir):
     assert (ev["accepted"] & (ev["operator"] == b"neurogenesis")).any()  # neurons were created into modules
     r_all = tr.metrics["order_parameter"]
     assert np.all((r_all >= 0) & (r_all <= 1 + 1e-6))
+
+
+GLIA_ONLY = {"synaptogenesis": {"enabled": False, "threshold": 0.9}, "pruning": {"enabled": False, "threshold": 0.3},
+             "neurogenesis": {"enabled": False}, "neuron_removal": {"enabled": False}, "floor": 0.0, "glia_capacity": 12}
+
+
+def test_starved_domains_recruit_glia_and_full_ones_release_them(tmp_path):
+    grow = make(metabolism={"supply": 0.05, "e_init": 0.5},
+                structure={**GLIA_ONLY, "glia_creation": {"enabled": True, "threshold": 0.3, "cost": 0.0}})
+    tr = read_trace(dgnn.run(grow, tmp_path / "g", progress=False).path)
+    glia = tr.metrics["structure_size"][:, :, 2]
+    assert glia[0].tolist() == [4, 4] and (glia[-1] > glia[0]).all()  # starved domains gained glia
+    err, L, _ = ledger_error(tmp_path / "g" / "trace.h5")
+    assert err < 1e-12
+    supplied = np.diff(L["supplied"].sum(-1), axis=0)  # per record: more glia, more supply at equal reserve
+    assert supplied[-5:].mean() > supplied[:5].mean()
+
+    shrink = make(metabolism={"supply": 5.0, "e_init": 5.0},
+                  structure={**GLIA_ONLY, "glia_capacity": 40,
+                             "glia_removal": {"enabled": True, "threshold": 0.5, "refund": 0.1, "max_per_interval": 8}},
+                  glia={"ratio": 2.0})  # 32 glia in 16 domains: two per domain
+    tr = read_trace(dgnn.run(shrink, tmp_path / "s", progress=False).path)
+    glia = tr.metrics["structure_size"][:, :, 2]
+    assert glia[0].tolist() == [32, 32] and glia[-1].tolist() == [16, 16]  # full domains keep one glial cell each
+    ev = tr.static["structure/events"]
+    assert (ev[ev["operator"] == b"glia_removal"]["refund"] > 0).any()
+
+
+def test_resume_with_glia_operators_is_exact(tmp_path):
+    cfg = make(metabolism={"supply": 0.05, "e_init": 0.5}, noise={"neurons": 0.1, "glia": 0.1},
+               solver={"method": "euler_maruyama", "dt": 0.02, "duration": 12.0},
+               structure={"glia_creation": {"enabled": True, "threshold": 0.3, "cost": 0.0}, "floor": 0.0})
+    whole = read_trace(dgnn.run(cfg, tmp_path / "w", progress=False).path)
+    calls = iter(range(1000))
+    dgnn.run(cfg, tmp_path / "p", progress=False, should_stop=lambda: next(calls) >= 11)
+    done = read_trace(dgnn.resume(tmp_path / "p", progress=False).path)
+    assert np.array_equal(done.glia_phase, whole.glia_phase)
+    assert np.array_equal(done.metrics["structure_size"], whole.metrics["structure_size"])
