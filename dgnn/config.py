@@ -64,6 +64,7 @@ class Glia(_Model):
     coupling_from_neurons: float = 0.0  # c_ng
     coupling: float = 0.0  # k_gg
     topology: Literal["all_to_all", "domains"] = "all_to_all"
+    domains: int = Field(0, ge=0)  # number of glial domains; 0 = min(N, G) (one astrocyte per domain when G <= N)
 
 
 class Topology(_Model):
@@ -285,12 +286,15 @@ class Config(_Model):
             raise _Keyed("record.every", f"must be a whole multiple of solver.dt={self.solver.dt}, found {self.record.every}")
         if self.n_records < 1:
             raise _Keyed("solver.duration", f"must be at least record.every={self.record.every}, found {self.solver.duration}")
+        if self.glia.domains and self.glia.domains > min(n, self.glia_count):
+            raise _Keyed("glia.domains", f"must be <= min(neurons.count, glia count) = {min(n, self.glia_count)}, "
+                                         f"found {self.glia.domains}")
         if self.metabolism.enabled and self.glia_count == 0:
             raise _Keyed("metabolism.enabled", "needs glia (glia.ratio > 0): the energy reserves are glial")
         if self.metabolism.enabled and is_fixed_step(self.solver.method):
             # the reserve relaxes to e_max at rate S_d / e_max; explicit steps are unstable past rate * dt ~ 2
             met = self.metabolism
-            glia_per_domain = math.ceil(self.glia_count / min(n, self.glia_count))
+            glia_per_domain = math.ceil(self.glia_count / self.domain_count)
             peak = max([e.supply for e in met.schedule], default=1.0)
             rate = met.supply * glia_per_domain * peak / met.e_max
             if rate * self.solver.dt > 1.0:
@@ -323,6 +327,11 @@ class Config(_Model):
     @property
     def glia_count(self) -> int:
         return int(round(self.glia.ratio * self.neurons.count))
+
+    @property
+    def domain_count(self) -> int:
+        g = self.glia_count
+        return min(self.neurons.count, g) if not self.glia.domains else self.glia.domains
 
     @property
     def steps_per_record(self) -> int:

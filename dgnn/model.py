@@ -229,7 +229,7 @@ class GlialNeuralField:
         neuron_coupling = make_backend(graph, strength, potential.harmonics, lag, cfg.coupling.backend, device, dtype)
         omega = np.concatenate([sample_frequencies(p.neurons.frequency, n, b, r) for p, r in zip(points, rngs)])
         nu = np.concatenate([sample_frequencies(p.glia.frequency, g, b, r) for p, r in zip(points, rngs)])
-        n_domains = min(n, g)
+        n_domains = cfg.domain_count
         neuron_domain = domains(n, n_domains, graph.modules)
         glia_domain = domains(g, n_domains, None) if g else np.zeros(0, dtype=np.int64)
         glia_coupling = None

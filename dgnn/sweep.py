@@ -132,14 +132,24 @@ class MultiWriter:
     def pending_bytes(self) -> int:
         return sum(w.pending_bytes for w in self.writers)
 
+    SHARED = ("record", "rng_state", "structure_rng")  # batch-wide checkpoint entries
+    TIME_FIRST = ("structure_buffer", "structure_reserves")  # (T, B, ...): the replica axis is 1
+
+    def _checkpoint(self, i: int, ck: dict) -> dict:
+        lo, hi = i * self.replicas, (i + 1) * self.replicas
+        out = {}
+        for k, v in ck.items():
+            if k in self.SHARED or np.ndim(v) == 0:
+                out[k] = v
+            elif k in self.TIME_FIRST:
+                out[k] = v[:, lo:hi] if np.ndim(v) > 1 else v
+            else:
+                out[k] = v[lo:hi]
+        return out
+
     def flush(self, checkpoint: dict | None = None) -> None:
         for i, w in enumerate(self.writers):
-            if checkpoint is None:
-                w.flush()
-            else:
-                ck = dict(checkpoint)
-                ck["y"], ck["turns"] = self._slice(i, {"y": checkpoint["y"], "turns": checkpoint["turns"]}).values()
-                w.flush(ck)
+            w.flush(None if checkpoint is None else self._checkpoint(i, checkpoint))
 
     def set_status(self, status: str, message: str | None = None) -> None:
         for w in self.writers:
