@@ -162,6 +162,9 @@ class SynapseOp(_Model):
     cost: float = Field(0.0, ge=0.0)
     refund: float = Field(0.0, ge=0.0)
     max_per_interval: int = Field(4, ge=0)  # per replica
+    # pruning only: energy pressure. A domain whose mean reserve over the window is below reserve_below x e_max
+    # also prunes its most weakly locked synapses (lowest PLV), whatever their PLV: maintenance power is saved
+    reserve_below: float = Field(0.0, ge=0.0, le=1.0)
 
 
 class NeurogenesisOp(_Model):

@@ -325,7 +325,7 @@ def _loop(sim: Simulation, writer: TraceWriter, should_stop, progress: bool, bar
             sim.advance()
             writer.append(sim.snapshot())
             events = sim.take_events()
-            if events is not None and len(events):
+            if events is not None:  # appended even when empty: a structural run always has /structure/events
                 writer.append_events(events)
             bar.update(1)
             now = _time.monotonic()

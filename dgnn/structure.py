@@ -187,6 +187,11 @@ class Controller:
             op = st.pruning
             top(plv2.masked_fill(~(connected & pair), float("inf")), op.max_per_interval, False, op.threshold ** 2,
                 "pruning", op.cost, op.refund, "PLV <")
+            if op.reserve_below > 0:  # energy pressure: starved domains shed their weakest-locked synapses
+                mean = torch.stack(self.reserves).mean(0)  # (B, D)
+                starved = (mean < op.reserve_below * self.field.metabolism.e_max)[:, self.domain]  # (B, C) by target
+                top(plv2.masked_fill(~(connected & pair & starved[:, :, None]), float("inf")), op.max_per_interval,
+                    False, float("inf"), "pruning", op.cost, op.refund, "energy pressure, PLV")
         if st.neuron_removal.enabled:
             op = st.neuron_removal
             indeg = connected.sum(2)  # (B, C)
@@ -278,6 +283,8 @@ class Controller:
                 ok, why = False, "already removed"
             if ok and p.op in ("synaptogenesis", "pruning") and ((p.replica, p.target) in removed or (p.replica, p.source) in removed):
                 ok, why = False, "endpoint removed"
+            elif ok and p.op in ("synaptogenesis", "pruning") and bool(self.w[p.replica, p.target, p.source] != 0) == (p.op == "synaptogenesis"):
+                ok, why = False, "already done this interval"
             elif not ok and why == p.reason:
                 why = f"reserve {before:.3g} - cost {p.cost:.3g} < floor {self.cfg.floor:.3g}"
             if ok:

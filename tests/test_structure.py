@@ -208,3 +208,15 @@ def test_resume_with_glia_operators_is_exact(tmp_path):
     done = read_trace(dgnn.resume(tmp_path / "p", progress=False).path)
     assert np.array_equal(done.glia_phase, whole.glia_phase)
     assert np.array_equal(done.metrics["structure_size"], whole.metrics["structure_size"])
+
+
+@pytest.mark.parametrize("supply, expect_pressure", [(0.02, True), (5.0, False)])
+def test_energy_pressure_pruning_fires_only_in_starved_domains(run_dir, supply, expect_pressure):
+    cfg = make(metabolism={"supply": supply, "e_init": 0.5 if expect_pressure else 5.0},
+               structure={"pruning": {"threshold": 0.0, "reserve_below": 0.3}, "floor": 0.0,
+                          "synaptogenesis": {"enabled": False, "threshold": 0.9}, "neurogenesis": {"enabled": False},
+                          "neuron_removal": {"enabled": False}})
+    ev = events(dgnn.run(cfg, run_dir, progress=False).path)
+    pressure = ev[[r.startswith(b"energy pressure") for r in ev["reason"]]]
+    assert (len(pressure) > 0) == expect_pressure
+    assert pressure["accepted"].all()
