@@ -202,14 +202,18 @@ class Controller:
                     taken[b] += 1
                     props.append(Proposal("neuron_removal", b, i, -1, int(self.domain[i]), op.cost, op.refund,
                                           "dormant: no synapses"))
-            redundant = pair & same & (plv2 > op.redundancy ** 2)
-            for b, i, j in torch.nonzero(redundant).tolist():  # one pass for every replica
+            # the most redundant pairs of each replica, at most the cap left after dormant removals (one topk)
+            score = plv2.masked_fill(~(pair & same), float("-inf")).reshape(plv2.shape[0], -1)
+            vals, idx = torch.topk(score, min(op.max_per_interval, score.shape[1]), dim=1)
+            c = plv2.shape[1]
+            for b, o in torch.nonzero(vals > op.redundancy ** 2).tolist():
                 if taken[b] >= op.max_per_interval:
                     continue
                 taken[b] += 1
+                i, j = divmod(int(idx[b, o]), c)
                 victim = i if indeg[b, i] <= indeg[b, j] else j
                 props.append(Proposal("neuron_removal", b, victim, i + j - victim, int(self.domain[victim]),
-                                      op.cost, op.refund, f"redundant: PLV {math.sqrt(float(plv2[b, i, j])):.4f}"))
+                                      op.cost, op.refund, f"redundant: PLV {math.sqrt(float(vals[b, o])):.4f}"))
         if st.neurogenesis.enabled:
             op = st.neurogenesis
             # participation ratio of each domain's centred [cos, sin] activity, every domain at once:
