@@ -14,7 +14,7 @@ import h5py
 import numpy as np
 import yaml
 
-from .config import Config, _safe_load, config_from_dict, config_from_yaml_text, config_to_yaml, load_config
+from .config import Config, _safe_load, config_from_dict, config_from_yaml_text, config_to_yaml
 from .errors import ConfigError
 from .model import BATCHABLE
 from .progress import Progress
@@ -278,7 +278,3 @@ def resume_sweep(out: str | Path, *, progress: bool = True, should_stop=None) ->
         raise ConfigError(f"--resume {out}: not a sweep folder (sweep.yaml: {exc.__class__.__name__})") from None
     base = config_from_yaml_text(meta["base"], f"{out}/sweep.yaml")
     return sweep(base, meta["grid"], out, progress=progress, should_stop=should_stop, resume=True)
-
-
-def load_sweep_config(path, overrides, grid_items) -> tuple[Config, dict]:
-    return load_config(path, overrides), parse_grid(grid_items)

@@ -8,7 +8,6 @@ ratio of the pair are mapped; theory: the 1:1 tongue is |d| <= k. Writes results
 """
 from __future__ import annotations
 
-import math
 import sys
 from pathlib import Path
 

@@ -58,3 +58,11 @@ def gbm_ito(x0, mu, sigma, t, w):
 def gbm_stratonovich(x0, mu, sigma, t, w):
     """dX = mu X dt + sigma X o dW (Stratonovich): X = x0 exp(mu t + sigma W)."""
     return x0 * np.exp(mu * t + sigma * w)
+
+
+def config_with(base: dict, **over):
+    """A Config from a base dict with top-level sections overridden (section dicts are merged one level deep)."""
+    data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in base.items()}
+    for k, v in over.items():
+        data[k] = {**data[k], **v} if isinstance(v, dict) and isinstance(data.get(k), dict) else v
+    return config_from_dict(data)

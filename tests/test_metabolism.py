@@ -5,7 +5,8 @@ import pytest
 import torch
 
 import dgnn
-from dgnn.config import MetabolismConfig, config_from_dict
+from problems import config_with
+from dgnn.config import MetabolismConfig
 from dgnn.errors import ConfigError
 from dgnn.metabolism import LEDGER, Metabolism, Schedule, imbalance
 from dgnn.traces import read_trace
@@ -23,10 +24,7 @@ BASE = {
 
 
 def make(**over):
-    data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in BASE.items()}
-    for k, v in over.items():
-        data[k] = {**data[k], **v} if isinstance(v, dict) and isinstance(data.get(k), dict) else v
-    return config_from_dict(data)
+    return config_with(BASE, **over)
 
 
 def ledger_error(path):

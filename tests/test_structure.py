@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import dgnn
-from dgnn.config import config_from_dict
+from problems import config_with
 from dgnn.simulation import Simulation
 from dgnn.structure import Proposal
 from dgnn.traces import read_trace
@@ -27,10 +27,7 @@ BASE = {
 
 
 def make(**over):
-    data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in BASE.items()}
-    for k, v in over.items():
-        data[k] = {**data[k], **v} if isinstance(v, dict) and isinstance(data.get(k), dict) else v
-    return config_from_dict(data)
+    return config_with(BASE, **over)
 
 
 def events(path):

@@ -83,7 +83,7 @@ def test_interrupted_sweep_resumes_skipping_finished_points(tmp_path):
     again = resume_sweep(tmp_path / "s", progress=False)
     assert again.status == "complete" and again.ran == 3
     assert all(r["status"] == "complete" for r in again.rows)
-    whole = sweep(base, grid, tmp_path / "w", progress=False)
+    sweep(base, grid, tmp_path / "w", progress=False)  # the uninterrupted reference
     for p in ("p0001", "p0003"):
         with h5py.File(tmp_path / "s" / "points" / p / "trace.h5") as a, h5py.File(tmp_path / "w" / "points" / p / "trace.h5") as b:
             assert np.array_equal(a["metrics/order_parameter"][:], b["metrics/order_parameter"][:])
