@@ -55,6 +55,24 @@ def farey(ratio: float, q_max: int = 8) -> tuple[int, int, float]:
     return frac.numerator, frac.denominator, float(ratio - frac)
 
 
+def farey_locking(theta_a: np.ndarray, theta_b: np.ndarray, time: np.ndarray, q_max: int = 5,
+                  threshold: float = 0.8) -> dict[str, np.ndarray]:
+    """Classify the frequency ratio of two rhythms on the Farey tree, per replica.
+
+    theta_a, theta_b: (T, B) unwrapped phases (rad). The ratio of least-squares mean frequencies is rounded to the
+    nearest p/q with q <= q_max; the p:q locking index |mean_t e^{i (q theta_a - p theta_b)}| says whether the
+    pair is actually locked there (>= threshold) or only passes near that ratio. Returns arrays over B: ratio,
+    p, q, index, locked.
+    """
+    wa = mean_frequency(theta_a, time)
+    wb = mean_frequency(theta_b, time)
+    ratio = wa / wb
+    pq = np.array([farey(float(r), q_max)[:2] for r in np.atleast_1d(ratio)])  # (B, 2)
+    p, q = pq[:, 0], pq[:, 1]
+    index = np.abs(np.exp(1j * (q * np.asarray(theta_a) - p * np.asarray(theta_b))).mean(axis=0))
+    return {"ratio": ratio, "p": p, "q": q, "index": index, "locked": index >= threshold}
+
+
 def time_to_lock(r: np.ndarray, time: np.ndarray, threshold: float = 0.9) -> np.ndarray:
     """Per replica: the first time from which r stays >= threshold to the end (NaN if it never does)."""
     r = np.asarray(r)

@@ -50,10 +50,49 @@ class InitialPhase(_Model):
         return self
 
 
+class Group(_Model):
+    """A named population of neurons with its own natural frequencies; groups take contiguous indices in order."""
+
+    count: int = Field(ge=1)
+    frequency: Distribution = Distribution(distribution="normal", center=1.0, width=0.1)
+
+
 class Neurons(_Model):
     count: int = Field(100, ge=1)
     frequency: Distribution = Distribution(distribution="normal", center=1.0, width=0.1)
     initial_phase: InitialPhase = InitialPhase()
+    groups: dict[str, Group] = {}  # named populations (e.g. cardiac, respiratory); count = their sum
+
+    @model_validator(mode="before")
+    @classmethod
+    def _count_from_groups(cls, data):
+        if isinstance(data, dict) and data.get("groups") and "count" not in data:
+            groups = data["groups"]
+            if isinstance(groups, dict) and all(isinstance(g, dict) and isinstance(g.get("count"), int)
+                                                for g in groups.values()):
+                data = {**data, "count": sum(g["count"] for g in groups.values())}
+        return data
+
+    @model_validator(mode="after")
+    def _check_groups(self):
+        if not self.groups:
+            return self
+        total = sum(g.count for g in self.groups.values())
+        if total != self.count:
+            raise ValueError(f"count={self.count} but the groups hold {total} neurons; drop count or make them agree")
+        if self.frequency != type(self).model_fields["frequency"].default:
+            raise ValueError("frequency is not used when groups are given; set each group's frequency instead")
+        return self
+
+    def group_slices(self) -> dict[str, slice]:
+        """Neuron index range of each group; without groups one group named 'all'."""
+        if not self.groups:
+            return {"all": slice(0, self.count)}
+        out, start = {}, 0
+        for name, g in self.groups.items():
+            out[name] = slice(start, start + g.count)
+            start += g.count
+        return out
 
 
 class Glia(_Model):
@@ -104,6 +143,25 @@ class Coupling(_Model):
     b: float = 0.0
     phase_lag: float = 0.0  # rad; per-edge lags come from edgelist/graphml files
     backend: Literal["auto", "mean_field", "dense", "sparse"] = "auto"
+    cross: dict[str, "CrossTerm"] = {}  # cross-frequency coupling between neuron groups, by name
+
+
+class CrossTerm(_Model):
+    """n:m coupling from group `source` to group `target` (rad/time), added to each target neuron i:
+    sine:  strength * mean_{j in source} sin(n_source theta_j - n_target theta_i)
+    pulse: strength * mean_{j in source} exp(sharpness (cos(n_source theta_j) - 1)) * (-sin(n_target theta_i))
+    (a source that fires a pulse at phase 0 and a target with phase-response curve -sin: Winfree coupling)."""
+
+    source: str
+    target: str
+    n_source: int = Field(1, ge=1)
+    n_target: int = Field(1, ge=1)
+    strength: float = 0.0
+    shape: Literal["sine", "pulse"] = "sine"
+    sharpness: float = Field(2.0, ge=0.0)  # kappa of the von Mises pulse (pulse shape only)
+
+
+Coupling.model_rebuild()
 
 
 class Noise(_Model):
@@ -134,6 +192,15 @@ class Epoch(_Model):
     name: str = "state"
     duration: float = Field(gt=0.0)
     supply: float = Field(1.0, ge=0.0)
+    frequency: dict[str, float] = {}  # natural-frequency factor per neuron group ('all' without groups); default 1
+
+    @field_validator("frequency")
+    @classmethod
+    def _positive(cls, v):
+        bad = {k: x for k, x in v.items() if not x > 0}
+        if bad:
+            raise ValueError(f"frequency factors must be > 0, found {bad}")
+        return v
 
 
 class MetabolismConfig(_Model):
@@ -275,6 +342,24 @@ class Config(_Model):
         ):
             if init.distribution == "values" and count > 0 and len(init.values) != count:
                 raise _Keyed(f"{path}.values", f"expected {count} values (one per oscillator), found {len(init.values)}")
+        groups = self.neurons.group_slices()
+        for name, grp in self.neurons.groups.items():
+            dist = grp.frequency
+            if dist.distribution == "values" and len(dist.values) != grp.count:
+                raise _Keyed(f"neurons.groups.{name}.frequency.values",
+                             f"expected {grp.count} values (one per neuron of the group), found {len(dist.values)}")
+        for name, term in self.coupling.cross.items():
+            for side in ("source", "target"):
+                if getattr(term, side) not in groups:
+                    raise _Keyed(f"coupling.cross.{name}.{side}", f"unknown neuron group {getattr(term, side)!r}; "
+                                                                   f"groups: {', '.join(groups)}")
+        for i, epoch in enumerate(self.metabolism.schedule):
+            unknown = [k for k in epoch.frequency if k not in groups]
+            if unknown:
+                raise _Keyed(f"metabolism.schedule.{i}.frequency", f"unknown neuron group {unknown[0]!r}; "
+                                                                   f"groups: {', '.join(groups)}")
+        if self.structure.enabled and (self.neurons.groups or self.coupling.cross):
+            raise _Keyed("structure.enabled", "structural plasticity does not support neurons.groups or coupling.cross yet")
         if self.drive.targets is not None and any(i >= n for i in self.drive.targets):
             raise _Keyed("drive.targets", f"neuron index out of range: neurons.count is {n}")
         from .solvers import check_method, is_fixed_step

@@ -41,12 +41,26 @@ class Schedule:
         self.names = [e.name for e in epochs]
         self.factors = [e.supply for e in epochs]
         self.ends = np.cumsum([e.duration for e in epochs]) if epochs else np.zeros(0)
+        self.pinned: float | None = None  # while set, every t maps to the epoch in force at this time
 
     def index(self, t: float) -> int:
         if not self.names:
             return -1
+        t = t if self.pinned is None else self.pinned
         phase = math.fmod(t, float(self.ends[-1]))
         return int(np.searchsorted(self.ends, phase, side="right"))
+
+    def breaks(self, t0: float, t1: float) -> list[float]:
+        """[t0, epoch boundaries strictly inside (t0, t1), t1]: integrate piece by piece with the epoch pinned at
+        each piece's midpoint, so that no solver stage (an RK stage at a step's end) sees the next epoch."""
+        if not self.names:
+            return [t0, t1]
+        period = float(self.ends[-1])
+        starts = np.concatenate([[0.0], self.ends[:-1]])
+        inner = []
+        for c in range(int(math.floor(t0 / period)), int(math.floor(t1 / period)) + 1):
+            inner += [c * period + float(s) for s in starts if t0 + 1e-9 < c * period + s < t1 - 1e-9]
+        return [t0] + sorted(inner) + [t1]
 
     def factor(self, t: float) -> float:
         i = self.index(t)

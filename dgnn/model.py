@@ -117,8 +117,11 @@ class GlialNeuralField:
         sigma_glia: Param = 0.0,
         graph: Graph | None = None,
         metabolism=None,
+        cross=None,  # dgnn.crossfreq.CrossFrequency: n:m coupling between neuron groups
+        frequency_schedule=None,  # dgnn.crossfreq.FrequencySchedule: omega factors per behavioural state
     ):
         self.omega, self.nu = omega, nu
+        self.cross, self.frequency_schedule = cross, frequency_schedule
         self.metabolism = metabolism
         self.graph = graph
         self.neuron_domain, self.glia_domain = neuron_domain, glia_domain
@@ -149,6 +152,8 @@ class GlialNeuralField:
         ng = n + self.n_glia
         trig = Trig(y[:, :n])  # theta (B, N)
         driven = self.neuron_coupling(trig)  # (B, N): everything but omega, i.e. theta' - omega
+        if self.cross is not None:
+            driven = driven + self.cross(y[:, :n])
         if self.metabolism is not None:
             driven = driven * self.metabolism.gate(y[:, ng:])
         if self.drive is not None:
@@ -169,7 +174,7 @@ class GlialNeuralField:
             driven = driven * self.neuron_mask  # inactive slots are frozen (their omega is 0 too)
         if self.glia_mask is not None and self.n_glia:
             dpsi = dpsi * self.glia_mask
-        dtheta = self.omega + driven
+        dtheta = self.omega_at(t) + driven
         if not self.n_glia:
             return dtheta
         if self.metabolism is None:
@@ -202,8 +207,13 @@ class GlialNeuralField:
 
     def deviation(self, t: float, y: torch.Tensor) -> torch.Tensor:
         """theta' - omega (B, N): the coupling-, glia- and drive-driven part of the neuron drift."""
-        return self(t, y)[:, : self.n_neurons] - self.omega
+        return self(t, y)[:, : self.n_neurons] - self.omega_at(t)
 
+    def omega_at(self, t: float) -> torch.Tensor:
+        """Natural frequencies in force at time t (B, N): omega times the behavioural state's factors."""
+        if self.frequency_schedule is None:
+            return self.omega
+        return self.omega * self.frequency_schedule(float(t))
 
     # ------------------------------------------------------------------------------------------ construction
     @classmethod
@@ -215,7 +225,8 @@ class GlialNeuralField:
     def from_points(cls, points: list[Config], device, dtype, rngs: list[np.random.Generator], graph: Graph | None = None):
         """One field for several configs that differ only in numeric parameters (BATCHABLE): point p owns replicas
         p*B .. (p+1)*B - 1, and each differing parameter becomes a (P*B, 1) tensor."""
-        from .sampling import sample_frequencies
+        from .crossfreq import CrossFrequency, FrequencySchedule
+        from .sampling import sample_frequencies, sample_neuron_frequencies
 
         cfg = points[0]
         n, g, b = cfg.neurons.count, cfg.glia_count, cfg.replicas
@@ -227,7 +238,7 @@ class GlialNeuralField:
         strength, lag = par("coupling.strength"), par("coupling.phase_lag")
         potential = HKB(par("coupling.a"), par("coupling.b"))
         neuron_coupling = make_backend(graph, strength, potential.harmonics, lag, cfg.coupling.backend, device, dtype)
-        omega = np.concatenate([sample_frequencies(p.neurons.frequency, n, b, r) for p, r in zip(points, rngs)])
+        omega = np.concatenate([sample_neuron_frequencies(p.neurons, b, r) for p, r in zip(points, rngs)])
         nu = np.concatenate([sample_frequencies(p.glia.frequency, g, b, r) for p, r in zip(points, rngs)])
         n_domains = cfg.domain_count
         neuron_domain = domains(n, n_domains, graph.modules)
@@ -250,14 +261,17 @@ class GlialNeuralField:
             freq = 0.0 if constant else par("drive.frequency")
             phase = np.pi / 2 if constant else par("drive.phase")  # sin(pi/2) = 1
             drive = SinusoidDrive(par("drive.amplitude"), freq, phase, mask)
+        from .metabolism import Metabolism, Schedule
+
+        schedule = Schedule(cfg.metabolism.schedule)  # one object: supply and frequencies switch together
         metabolism = None
         if cfg.metabolism.enabled:
-            from .metabolism import Metabolism
 
             params = {k: par(f"metabolism.{k}") for k in ("p_base", "p_act", "p_syn", "supply", "e_max", "e_init", "k_m")}
             params["p_syn"] = params["p_syn"] * _abs(strength)
             metabolism = Metabolism(cfg.metabolism, neuron_domain, glia_domain, n_domains, synaptic_load(graph, 1.0),
                                     device, dtype, params)
+            metabolism.schedule = schedule
         field = cls(
             omega=torch.as_tensor(omega, device=device, dtype=dtype),
             nu=torch.as_tensor(nu, device=device, dtype=dtype),
@@ -273,7 +287,10 @@ class GlialNeuralField:
             sigma_glia=par("noise.glia"),
             graph=graph,
             metabolism=metabolism,
+            cross=CrossFrequency.from_points(points, par),
+            frequency_schedule=FrequencySchedule.build(cfg, schedule, device, dtype),
         )
+        field.schedule = schedule if cfg.metabolism.schedule else None
         field.n_domains = n_domains
         if cfg.structure.enabled:
             from .structure import make_plastic
@@ -293,10 +310,17 @@ BATCHABLE = (
 )
 
 
+def batchable_paths(cfg: Config) -> tuple[str, ...]:
+    """BATCHABLE plus the numeric keys of this config's named neuron groups and cross-frequency terms."""
+    extra = [f"neurons.groups.{g}.frequency.{k}" for g in cfg.neurons.groups for k in ("center", "width")]
+    extra += [f"coupling.cross.{c}.strength" for c in cfg.coupling.cross]
+    return BATCHABLE + tuple(extra)
+
+
 def _get(cfg: Config, path: str):
     node = cfg
     for part in path.split("."):
-        node = getattr(node, part)
+        node = node[part] if isinstance(node, dict) else getattr(node, part)
     return node
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import ndtri
 
-from .config import Distribution, InitialPhase
+from .config import Distribution, InitialPhase, Neurons
 
 
 def quantiles(count: int) -> np.ndarray:
@@ -39,6 +39,14 @@ def sample_frequencies(dist: Distribution, count: int, replicas: int, rng: np.ra
     if dist.distribution == "lorentzian":
         return c + w * rng.standard_cauchy(size=shape)
     return rng.uniform(c - w, c + w, size=shape)
+
+
+def sample_neuron_frequencies(neurons: Neurons, replicas: int, rng: np.random.Generator) -> np.ndarray:
+    """(B, N) natural frequencies of all neurons: each named group from its own distribution, in group order."""
+    if not neurons.groups:
+        return sample_frequencies(neurons.frequency, neurons.count, replicas, rng)
+    return np.concatenate([sample_frequencies(g.frequency, g.count, replicas, rng) for g in neurons.groups.values()],
+                          axis=1)
 
 
 def sample_phases(init: InitialPhase, count: int, replicas: int, rng: np.random.Generator) -> np.ndarray:

@@ -97,14 +97,24 @@ class Simulation:
         """Integrate one record interval (whole solver steps), then reduce phases to [-pi, pi)."""
         s = self.cfg.solver
         t0, t1 = self.t, (self.record + 1) * self.cfg.record.every
-        out = solve(
-            self.field, self.y, [t0, t1], method=s.method, dt=s.dt, rtol=s.rtol, atol=s.atol,
-            diffusion=self.field.sigma if self.noisy else None, noise=self.noise if self.noisy else None,
-            backend=s.backend, project=getattr(self.field, "project", None),
-        )
-        if not bool(torch.isfinite(out[-1]).all()):
-            self._fail(t0, t1, out[-1])
-        self.y = out[-1]
+        schedule = getattr(self.field, "schedule", None)
+        cuts = schedule.breaks(t0, t1) if schedule is not None else [t0, t1]
+        y = self.y
+        for a, b in zip(cuts, cuts[1:]):  # one piece per behavioural state
+            if schedule is not None:
+                schedule.pinned = 0.5 * (a + b)
+            try:
+                y = solve(
+                    self.field, y, [a, b], method=s.method, dt=s.dt, rtol=s.rtol, atol=s.atol,
+                    diffusion=self.field.sigma if self.noisy else None, noise=self.noise if self.noisy else None,
+                    backend=s.backend, project=getattr(self.field, "project", None),
+                )[-1]
+            finally:
+                if schedule is not None:
+                    schedule.pinned = None
+        if not bool(torch.isfinite(y).all()):
+            self._fail(t0, t1, y)
+        self.y = y
         self.record += 1
         self._wrap()
         if self.controller is not None:

@@ -16,7 +16,7 @@ import yaml
 
 from .config import Config, _safe_load, config_from_dict, config_from_yaml_text, config_to_yaml
 from .errors import ConfigError
-from .model import BATCHABLE
+from .model import batchable_paths
 from .progress import Progress
 from .simulation import Simulation, _loop, prepare_run_dir
 from .traces import TraceWriter
@@ -85,7 +85,7 @@ def batch_key(cfg: Config) -> str:
     """Everything but the batchable numeric keys and the name: equal keys can share one batch."""
     d = cfg.model_dump(mode="json")
     d.pop("name")
-    for path in BATCHABLE:
+    for path in batchable_paths(cfg):
         node = d
         *head, leaf = path.split(".")
         for part in head:

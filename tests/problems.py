@@ -66,3 +66,27 @@ def config_with(base: dict, **over):
     for k, v in over.items():
         data[k] = {**data[k], **v} if isinstance(v, dict) and isinstance(data.get(k), dict) else v
     return config_from_dict(data)
+
+
+def nm_pair_config(w_fast, w_slow, k_sf, k_fs, n, m, th_fast=0.0, th_slow=0.0, *, shape="sine", sharpness=2.0,
+                   duration=10.0, dt=0.01, every=None, **extra):
+    """A fast and a slow neuron coupled n:m (omega_f / omega_s ~ n / m): slow -> fast k_sf sin(n th_s - m th_f),
+    fast -> slow k_fs sin(m th_f - n th_s) (or the pulse shape with the same integers)."""
+    term = {"shape": shape, "sharpness": sharpness}
+    data = {
+        "dtype": "float64",
+        "neurons": {
+            "groups": {"fast": {"count": 1, "frequency": {"distribution": "constant", "center": w_fast}},
+                       "slow": {"count": 1, "frequency": {"distribution": "constant", "center": w_slow}}},
+            "initial_phase": {"distribution": "values", "values": [th_fast, th_slow]},
+        },
+        "coupling": {"strength": 0.0, "cross": {
+            "slow_to_fast": {"source": "slow", "target": "fast", "n_source": n, "n_target": m, "strength": k_sf, **term},
+            "fast_to_slow": {"source": "fast", "target": "slow", "n_source": m, "n_target": n, "strength": k_fs, **term},
+        }},
+        "solver": {"method": "rk4", "dt": dt, "duration": duration},
+        "record": {"every": every or dt},
+    }
+    for key, value in extra.items():
+        data.setdefault(key, {}).update(value) if isinstance(value, dict) else data.__setitem__(key, value)
+    return config_from_dict(data)

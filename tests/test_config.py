@@ -1,4 +1,6 @@
 """Configs: typed, strict, with dotted key paths (and lines) in one-line errors; overrides; resolved config."""
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -110,3 +112,10 @@ def test_exponent_floats_are_numbers(tmp_path):
     p = _write(tmp_path, "solver: {dt: 1e-3, duration: 2e0}\nrecord: {every: 1e-2}\n")
     cfg = load_config(p, ["coupling.strength=5e-1"])
     assert cfg.solver.dt == 1e-3 and cfg.coupling.strength == 0.5 and cfg.record.every == 0.01
+
+
+@pytest.mark.parametrize("path", sorted(Path(__file__).resolve().parents[1].joinpath("configs").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_shipped_configs_validate(path):
+    cfg = load_config(path)
+    assert cfg.n_records >= 1
