@@ -51,7 +51,7 @@ def attractor_information(cfg: Config, checkpoint: dict, replica: int, trials: i
     ctl.glia_active.copy_(take("structure_glia_active").expand_as(ctl.glia_active))
     f.nu.copy_(take("structure_nu").expand_as(f.nu))
     f.structure_changed()
-    ctl._synapses = (ctl.w != 0).sum((1, 2))
+    ctl.invalidate()
     block = torch.as_tensor(checkpoint["y"][replica, sim.n_phase:], device=dev, dtype=dt)
     rng = np.random.default_rng(seed)
     phases = torch.as_tensor(rng.uniform(-math.pi, math.pi, (trials, sim.n_phase)), device=dev, dtype=dt)

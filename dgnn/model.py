@@ -182,11 +182,12 @@ class GlialNeuralField:
         dblock = self.metabolism.drift(t, y[:, ng:], driven)
         return torch.cat([dtheta, dpsi, dblock], dim=1)  # (B, n_state)
 
-    def structure_changed(self) -> None:
-        """Re-derive domain tables, noise and metabolic loads after a structural edit (plastic networks only)."""
+    def structure_changed(self, incremental: bool = False) -> None:
+        """Re-derive domain tables, noise and metabolic loads after a structural edit (plastic networks only);
+        incremental: every W edit since the last call went through the coupling's touch()."""
         if self.neuron_mask is None:
             return
-        self.neuron_coupling.refresh()
+        self.neuron_coupling.refresh(full=not incremental)
         if self.use_gn or self.use_ng:
             self.neuron_dom.set(self.neuron_dom_index, self.neuron_mask)
             self.glia_dom.set(self.glia_dom.index, self.glia_mask)

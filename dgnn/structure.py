@@ -21,6 +21,7 @@ from (and refunds go to) that reserve through the energy ledger. Every proposal,
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +29,7 @@ import torch
 
 from .config import Config, StructureConfig
 from .coupling import Param, Trig, _cos, _sin, _zero
+from .metabolism import _value
 
 EVENT_DTYPE = np.dtype([
     ("time", "f8"), ("replica", "i4"), ("operator", "S16"), ("target", "i4"), ("source", "i4"), ("domain", "i4"),
@@ -45,27 +47,50 @@ class PlasticCoupling:
     """
 
     name = "plastic_dense"
-    DELTA_FRACTION = 0.25  # above this many edits per base synapse, the batched matmul is cheaper
+    DELTA_FRACTION = 1.0  # above this many edits per base synapse the batched matmul beats the SpMM (measured)
 
-    def __init__(self, w: torch.Tensor, scale: Param, harmonics, lag: Param):
+    def __init__(self, w: torch.Tensor, scale: Param, harmonics, lag: Param, n_base: int | None = None):
+        """n_base: the initial neurons; W0 is the shared graph among them (spare slots start unconnected, so their
+        synapses live in the delta and the shared product costs what the network without spare capacity costs)."""
         self.w = w  # (B, C, C), edited in place by the controller
-        self.base_t = w[0].T.contiguous()  # (C, C): W0^T, every replica starts from the same graph
+        self.n_base = n_base = w.shape[1] if n_base is None else n_base
+        base = torch.zeros_like(w[0])
+        base[:n_base, :n_base] = w[0, :n_base, :n_base]
+        self.base_full = base  # (C, C) W0
+        self.base_t = base[:n_base, :n_base].T.contiguous()  # (n, n): W0^T on the initial block
         self.terms = [(m, scale * amp, _cos(m * lag), _sin(m * lag)) for m, amp in harmonics]
         self.refresh()
 
-    def refresh(self) -> None:
+    def touch(self, flat: torch.Tensor) -> None:
+        """Record W entries (flat indices into (B, C, C)) that an edit may have changed, for refresh(full=False)."""
+        self._pending.append(flat.to(self.w.device))
+
+    def refresh(self, full: bool = True) -> None:
+        """Re-derive the delta from W. full=False reads only the entries known to differ from W0 plus those
+        touched since (O(edits) instead of a pass over (B, C, C)); it is exact only if every edit was touched."""
         b, c, _ = self.w.shape
-        delta = self.w - self.base_t.T  # (B, C, C)
-        rb, ri, rj = torch.nonzero(delta, as_tuple=True)
+        if full or getattr(self, "_known", None) is None:
+            delta = self.w - self.base_full  # (B, C, C)
+            flat = torch.nonzero(delta.reshape(-1)).flatten()
+        else:
+            flat = torch.unique(torch.cat([self._known, *self._pending]))  # sorted
+            flat = flat[self.w.reshape(-1)[flat] != self.base_full.reshape(-1)[flat % (c * c)]]
+        self._pending = []
+        self._known = flat
         self.batched_t = None
-        if rb.numel() > self.DELTA_FRACTION * b * max(1, int((self.base_t != 0).sum())):
+        self.delta_nnz = flat.numel()
+        if flat.numel() > self.DELTA_FRACTION * b * max(1, int((self.base_t != 0).sum())):
             self.batched_t = self.w.transpose(1, 2).contiguous()  # (B, C_source, C_target)
             return
-        vals = delta[rb, ri, rj]
-        dst, src = rb * c + ri, rb * c + rj  # flat (B * C) positions for the s half; the c half is offset by B * C
-        self.delta_dst = torch.cat([dst, dst + b * c])
-        self.delta_src = torch.cat([src, src + b * c])
-        self.delta_val = torch.cat([vals, vals])
+        self.delta = None
+        if flat.numel():  # block-diagonal (B C, B C) CSR: one SpMM applies every replica's edits to [s, c] at once
+            vals = self.w.reshape(-1)[flat] - self.base_full.reshape(-1)[flat % (c * c)]
+            rows, cols = flat // c, (flat // (c * c)) * c + flat % c  # sorted flat: rows sorted, columns within rows
+            crow = torch.zeros(b * c + 1, dtype=torch.int64, device=flat.device)
+            crow[1:] = torch.bincount(rows, minlength=b * c).cumsum(0)
+            with warnings.catch_warnings():  # CSR is marked beta; SpMM on it is what we need and is tested
+                warnings.simplefilter("ignore", UserWarning)
+                self.delta = torch.sparse_csr_tensor(crow, cols, vals, (b * c, b * c))
 
     def _apply(self, s: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(W s, W c) per replica, each (B, C)."""
@@ -73,10 +98,16 @@ class PlasticCoupling:
         if self.batched_t is not None:
             return torch.bmm(torch.stack([s, c], dim=1), self.batched_t).unbind(1)
         both = torch.cat([s, c], dim=0)  # (2B, C)
-        out = both @ self.base_t
-        if self.delta_val.numel():
-            out.view(-1).index_add_(0, self.delta_dst, both.reshape(-1)[self.delta_src] * self.delta_val)
-        return out.split(b)
+        n = self.n_base
+        if n == both.shape[1]:
+            out = both @ self.base_t
+        else:  # spare slots have no base synapses: their rows and columns of W0 are zero
+            out = torch.cat([both[:, :n] @ self.base_t, both.new_zeros(both.shape[0], both.shape[1] - n)], dim=1)
+        ks, kc = out.split(b)
+        if self.delta is not None:
+            d = (self.delta @ torch.stack([s, c], dim=2).reshape(-1, 2)).view(b, -1, 2)  # (B, C, 2)
+            ks, kc = ks + d[..., 0], kc + d[..., 1]
+        return ks, kc
 
     def __call__(self, trig: Trig) -> torch.Tensor:
         out = None
@@ -89,6 +120,21 @@ class PlasticCoupling:
             term = ka * term
             out = term if out is None else out + term
         return torch.zeros_like(trig.theta) if out is None else out
+
+
+def _top_pairs(score: torch.Tensor, exclude: torch.Tensor, k: int, largest: bool):
+    """Per replica the k largest (smallest) scores of a (B, C, C) array plus the penalty `exclude` (0, or -inf
+    (+inf) for excluded entries, which never pass a threshold): values and (i, j), each (B, k'). The k best entries
+    lie in the k rows with the best row extremes, so one reduction over all entries and a topk over k rows replace
+    a topk over C^2."""
+    b, c, _ = score.shape
+    masked = score + exclude  # (B, C, C); exclude is 0 or -inf (+inf for the smallest)
+    best = masked.amax(2) if largest else masked.amin(2)  # (B, C)
+    kk = min(k, c)
+    rows = torch.topk(best, kk, dim=1, largest=largest).indices  # (B, kk)
+    sub = masked.gather(1, rows[:, :, None].expand(b, kk, c)).reshape(b, kk * c)
+    vals, idx = torch.topk(sub, min(k, kk * c), dim=1, largest=largest)
+    return vals, rows.gather(1, idx // c), idx % c
 
 
 @dataclass
@@ -143,6 +189,65 @@ class Controller:
     def due(self, record: int) -> bool:
         return record % self.interval_records == 0 and len(self.buffer) >= self.window_records
 
+    # ------------------------------------------------------------------------------------------------ masks
+    def invalidate(self) -> None:
+        """Forget the cached synapse counts and masks (after editing w or the masks from outside)."""
+        self._synapses = (self.w != 0).sum((1, 2))
+        self._cache = None
+
+    def _masks(self) -> dict[str, torch.Tensor]:
+        """Candidate exclusions as (B, C, C) additive penalties (0 or an infinity: adding one is a fast
+        elementwise pass, where a boolean select is not) and (B, C) degrees. Edits keep them current (rows and
+        columns of created or removed slots, entries of linked pairs), so no evaluation rebuilds them from the
+        O(B C^2) tensors."""
+        inf = float("inf")
+        if getattr(self, "_cache", None) is None:
+            c = self.w.shape[1]
+            eye = torch.eye(c, dtype=torch.bool, device=self.w.device)
+            self._pairs = torch.ones_like(eye).triu(1) if self.undirected else ~eye  # undirected: each pair once
+            self._same = self.domain[:, None] == self.domain[None, :]
+            act = self.active > 0
+            conn = self.w != 0
+            pair = (act[:, :, None] & act[:, None, :]) & self._pairs
+            pen = lambda mask, value: torch.zeros(mask.shape, dtype=self.w.dtype, device=self.w.device).masked_fill_(mask, value)  # noqa: E731
+            self._cache = {"pair": pair, "connected": conn,
+                           "no_synaptogenesis": pen(conn | ~pair, -inf), "no_pruning": pen(~(conn & pair), inf),
+                           "no_redundancy": pen(~(pair & self._same[None]), -inf),
+                           "indeg": conn.sum(2), "outdeg": conn.sum(1)}
+            self._dirty_slots, self._dirty_pairs = [], []
+            return self._cache
+        m = self._cache
+        pen = lambda mask, value: torch.where(mask, value, 0.0).to(self.w.dtype)  # noqa: E731
+        if self._dirty_pairs:
+            bs, rs, cs = (torch.as_tensor(v, device=self.w.device) for v in zip(*sorted(set(self._dirty_pairs))))
+            conn, pair, old = self.w[bs, rs, cs] != 0, m["pair"][bs, rs, cs], m["connected"][bs, rs, cs]
+            change = conn.long() - old.long()
+            m["indeg"].index_put_((bs, rs), change, accumulate=True)
+            m["outdeg"].index_put_((bs, cs), change, accumulate=True)
+            m["connected"][bs, rs, cs] = conn
+            m["no_synaptogenesis"][bs, rs, cs] = pen(conn | ~pair, -inf)
+            m["no_pruning"][bs, rs, cs] = pen(~(conn & pair), inf)
+        if self._dirty_slots:
+            act = self.active > 0
+            for b, i in dict.fromkeys(self._dirty_slots):  # one slot at a time: rows and columns of two slots cross
+                for rows in (True, False):  # row i (what i listens to), then column i (who listens to i)
+                    sel = (b, i, slice(None)) if rows else (b, slice(None), i)
+                    pair = act[b, i] & act[b] & (self._pairs[i] if rows else self._pairs[:, i])  # (C,)
+                    conn = self.w[sel] != 0
+                    change = conn.long() - m["connected"][sel].long()
+                    if rows:
+                        m["indeg"][b, i] += change.sum()
+                        m["outdeg"][b] += change
+                    else:
+                        m["outdeg"][b, i] += change.sum()
+                        m["indeg"][b] += change
+                    m["pair"][sel], m["connected"][sel] = pair, conn
+                    m["no_synaptogenesis"][sel] = pen(conn | ~pair, -inf)
+                    m["no_pruning"][sel] = pen(~(conn & pair), inf)
+                    m["no_redundancy"][sel] = pen(~(pair & self._same[i]), -inf)
+        self._dirty_slots, self._dirty_pairs = [], []
+        return m
+
     # ------------------------------------------------------------------------------------------------ triggers
     def propose(self, t: float) -> list[Proposal]:
         st = self.cfg
@@ -154,48 +259,40 @@ class Controller:
         x = torch.cat([cs, sn], dim=2)  # (B, C, 2T)
         re = x @ x.transpose(1, 2)
         im = x @ torch.cat([-sn, cs], dim=2).transpose(1, 2)
-        plv2 = (re * re + im * im) / (n_t * n_t)  # (B, C, C); thresholds compare squared
-        if not hasattr(self, "_pairs"):  # (C, C) masks fixed for the run: which ordered pairs count, same domain
-            c = theta.shape[1]
-            eye = torch.eye(c, dtype=torch.bool, device=theta.device)
-            self._pairs = torch.ones_like(eye).triu(1) if self.undirected else ~eye  # undirected: each pair once
-            self._same = self.domain[:, None] == self.domain[None, :]
+        plv2 = torch.addcmul(re * re, im, im)  # (B, C, C): (T PLV)^2; thresholds are scaled to it
+        scale = float(n_t * n_t)
+        m = self._masks()
         act = self.active > 0
-        pair = (act[:, :, None] & act[:, None, :]) & self._pairs  # (B, C, C)
-        same = self._same[None]
-        connected = self.w != 0
         props: list[Proposal] = []
 
-        def top(score, k, largest, threshold, op, cost, refund, reason):
-            """Per replica, the k best scores beyond the threshold: one topk over the flattened (C, C) scores;
-            excluded pairs carry -inf (+inf)."""
+        def top(exclude, k, largest, threshold, op, cost, refund, reason):
+            """Per replica, the k best PLVs beyond the threshold among pairs not excluded."""
             if k == 0:
                 return
-            c = score.shape[1]
-            vals, idx = torch.topk(score.reshape(score.shape[0], -1), min(k, c * c), dim=1, largest=largest)
-            good = vals > threshold if largest else vals < threshold
+            vals, ii, jj = _top_pairs(plv2, exclude, k, largest)
+            good = vals > threshold * scale if largest else vals < threshold * scale
             for b, o in torch.nonzero(good).tolist():
-                i, j = divmod(int(idx[b, o]), c)
+                i, j = int(ii[b, o]), int(jj[b, o])
                 props.append(Proposal(op, b, i, j, int(self.domain[i]), cost, refund,
-                                      f"{reason} {math.sqrt(float(vals[b, o])):.3f}"))
+                                      f"{reason} {math.sqrt(float(vals[b, o]) / scale):.3f}"))
 
         if st.synaptogenesis.enabled:
             op = st.synaptogenesis
-            top(plv2.masked_fill(connected | ~pair, float("-inf")), op.max_per_interval, True, op.threshold ** 2,
+            top(m["no_synaptogenesis"], op.max_per_interval, True, op.threshold ** 2,
                 "synaptogenesis", op.cost, op.refund, "PLV >")
         if st.pruning.enabled:
             op = st.pruning
-            top(plv2.masked_fill(~(connected & pair), float("inf")), op.max_per_interval, False, op.threshold ** 2,
-                "pruning", op.cost, op.refund, "PLV <")
+            top(m["no_pruning"], op.max_per_interval, False, op.threshold ** 2, "pruning", op.cost, op.refund, "PLV <")
             if op.reserve_below > 0:  # energy pressure: starved domains shed their weakest-locked synapses
                 mean = torch.stack(self.reserves).mean(0)  # (B, D)
                 starved = (mean < op.reserve_below * self.field.metabolism.e_max)[:, self.domain]  # (B, C) by target
-                top(plv2.masked_fill(~(connected & pair & starved[:, :, None]), float("inf")), op.max_per_interval,
-                    False, float("inf"), "pruning", op.cost, op.refund, "energy pressure, PLV")
+                fed = torch.where(starved, 0.0, float("inf")).to(plv2.dtype)[:, :, None]  # (B, C, 1)
+                top(m["no_pruning"] + fed, op.max_per_interval, False, float("inf"), "pruning",
+                    op.cost, op.refund, "energy pressure, PLV")
         if st.neuron_removal.enabled:
             op = st.neuron_removal
-            indeg = connected.sum(2)  # (B, C)
-            dormant = act & (indeg == 0) & (connected.sum(1) == 0)  # no synapse in or out
+            indeg = m["indeg"]  # (B, C)
+            dormant = act & (indeg == 0) & (m["outdeg"] == 0)  # no synapse in or out
             taken = [0] * act.shape[0]
             for b, i in torch.nonzero(dormant).tolist():
                 if taken[b] < op.max_per_interval:
@@ -203,17 +300,15 @@ class Controller:
                     props.append(Proposal("neuron_removal", b, i, -1, int(self.domain[i]), op.cost, op.refund,
                                           "dormant: no synapses"))
             # the most redundant pairs of each replica, at most the cap left after dormant removals (one topk)
-            score = plv2.masked_fill(~(pair & same), float("-inf")).reshape(plv2.shape[0], -1)
-            vals, idx = torch.topk(score, min(op.max_per_interval, score.shape[1]), dim=1)
-            c = plv2.shape[1]
-            for b, o in torch.nonzero(vals > op.redundancy ** 2).tolist():
+            vals, ii, jj = _top_pairs(plv2, m["no_redundancy"], op.max_per_interval, True)
+            for b, o in torch.nonzero(vals > op.redundancy ** 2 * scale).tolist():
                 if taken[b] >= op.max_per_interval:
                     continue
                 taken[b] += 1
-                i, j = divmod(int(idx[b, o]), c)
+                i, j = int(ii[b, o]), int(jj[b, o])
                 victim = i if indeg[b, i] <= indeg[b, j] else j
                 props.append(Proposal("neuron_removal", b, victim, i + j - victim, int(self.domain[victim]),
-                                      op.cost, op.refund, f"redundant: PLV {math.sqrt(float(vals[b, o])):.4f}"))
+                                      op.cost, op.refund, f"redundant: PLV {math.sqrt(float(vals[b, o]) / scale):.4f}"))
         if st.neurogenesis.enabled:
             op = st.neurogenesis
             # participation ratio of each domain's centred [cos, sin] activity, every domain at once:
@@ -264,15 +359,29 @@ class Controller:
     # ------------------------------------------------------------------------------------------------ apply
     def apply(self, t: float, y: torch.Tensor, props: list[Proposal]) -> tuple[torch.Tensor, np.ndarray]:
         """Gate each proposal on its domain's reserve, pay, edit the network; y is edited in place (phases of new
-        neurons, the energy block). Returns y and the event records."""
+        neurons, the energy block). Returns y and the event records.
+
+        Reserves and ledger entries are booked on a host copy and written back once; synapse states are read in
+        one gather, so a hundred proposals cost a few device round trips, not a few per proposal."""
         f = self.field
         met = f.metabolism
         ng = f.n_neurons + f.n_glia
         block = y[:, ng:]
+        d = met.d
+        reserve = block[:, :d].cpu().numpy().astype(np.float64)  # (B, D) host copy, booked as we go
+        booked = {k: np.zeros_like(reserve) for k in ("structural", "refunded", "discarded")}
+        e_max = [_value(met.e_max, b) for b in range(reserve.shape[0])]
+        entries = {e for p in props if p.op in ("synaptogenesis", "pruning") for e in self._entries(p.replica, p.target, p.source)}
+        synapse = {}  # (replica, target, source) -> exists now, for every entry a proposal may touch
+        if entries:
+            keys = sorted(entries)
+            idx = torch.as_tensor(keys, device=self.w.device).T
+            synapse = dict(zip(keys, (self.w[idx[0], idx[1], idx[2]] != 0).tolist()))
+        self._synapse_change = [0] * reserve.shape[0]
         events = []
         removed: set[tuple[int, int]] = set()
         for p in props:
-            before = float(block[p.replica, p.domain])
+            before = float(reserve[p.replica, p.domain])
             ok, why = p.cost <= 0.0 or before - p.cost >= self.cfg.floor, p.reason  # free operators are not gated
             if ok and p.op == "neurogenesis":
                 ok = bool(((self.active[p.replica] == 0) & (self.domain == p.domain)).any())
@@ -285,21 +394,26 @@ class Controller:
                 why = why if ok else "a domain keeps at least one glial cell"
             if ok and p.op == "neuron_removal" and ((p.replica, p.target) in removed or self.active[p.replica, p.target] == 0):
                 ok, why = False, "already removed"
+            now = synapse.get((p.replica, p.target, p.source))
             if ok and p.op in ("synaptogenesis", "pruning") and ((p.replica, p.target) in removed or (p.replica, p.source) in removed):
                 ok, why = False, "endpoint removed"
-            elif ok and p.op in ("synaptogenesis", "pruning") and bool(self.w[p.replica, p.target, p.source] != 0) == (p.op == "synaptogenesis"):
+            elif ok and p.op in ("synaptogenesis", "pruning") and now == (p.op == "synaptogenesis"):
                 ok, why = False, "already done this interval"
             elif not ok and why == p.reason:
                 why = f"reserve {before:.3g} - cost {p.cost:.3g} < floor {self.cfg.floor:.3g}"
             if ok:
+                r = reserve[p.replica]
                 if p.cost:
-                    met.book(block, p.replica, p.domain, p.cost, "structural")
-                if p.refund:
-                    met.book(block, p.replica, p.domain, p.refund, "refunded")
-                if p.op == "synaptogenesis":
-                    self._link(p.replica, p.target, p.source, 1.0)
-                elif p.op == "pruning":
-                    self._link(p.replica, p.target, p.source, 0.0)
+                    r[p.domain] -= p.cost
+                    booked["structural"][p.replica, p.domain] += p.cost
+                if p.refund:  # a refund that would overfill the reserve is discarded
+                    r[p.domain] += p.refund
+                    excess = max(0.0, r[p.domain] - e_max[p.replica])
+                    r[p.domain] -= excess
+                    booked["refunded"][p.replica, p.domain] += p.refund
+                    booked["discarded"][p.replica, p.domain] += excess
+                if p.op in ("synaptogenesis", "pruning"):
+                    self._link(p.replica, p.target, p.source, 1.0 if p.op == "synaptogenesis" else 0.0, synapse)
                 elif p.op == "neuron_removal":
                     self._remove(p.replica, p.target)
                     removed.add((p.replica, p.target))
@@ -309,11 +423,17 @@ class Controller:
                     p.target = self._create_glia(p.replica, p.domain, y)
                 else:
                     p.target = self._remove_glia(p.replica, p.domain)
-            after = float(block[p.replica, p.domain])
+            after = float(reserve[p.replica, p.domain])
             events.append((t, p.replica, p.op.encode(), p.target, p.source, p.domain, p.cost, p.refund if ok else 0.0,
                            before, after, ok, why.encode()[:48]))
         if any(e[10] for e in events):  # something was accepted
-            f.structure_changed()
+            dev, dt = block.device, block.dtype
+            block[:, :d] = torch.as_tensor(reserve, device=dev, dtype=dt)
+            for name, amount in booked.items():
+                if amount.any():
+                    block[:, met.column(name)] += torch.as_tensor(amount, device=dev, dtype=dt)
+            self.count_synapses().add_(torch.as_tensor(self._synapse_change, device=self._synapses.device))
+            f.structure_changed(incremental=True)
         return y, np.array(events, dtype=EVENT_DTYPE)
 
     def count_synapses(self) -> torch.Tensor:
@@ -322,12 +442,36 @@ class Controller:
             self._synapses = (self.w != 0).sum((1, 2))
         return self._synapses
 
-    def _link(self, b: int, i: int, j: int, value: float) -> None:
-        for r, c in ((i, j), (j, i)) if self.undirected else ((i, j),):
-            self.count_synapses()[b] += int(value != 0) - int(bool(self.w[b, r, c] != 0))
-            self.w[b, r, c] = value
+    def _mark(self, slots=(), pairs=()) -> None:
+        if getattr(self, "_cache", None) is not None:
+            self._dirty_slots.extend(slots)
+            self._dirty_pairs.extend(pairs)
+
+    def _entries(self, b: int, i: int, j: int) -> tuple[tuple[int, int, int], ...]:
+        """W entries of the synapse i <- j: both directions when undirected."""
+        return ((b, i, j), (b, j, i)) if self.undirected else ((b, i, j),)
+
+    def _link(self, b: int, i: int, j: int, value: float, synapse: dict) -> None:
+        """Set the synapse i <- j of replica b; `synapse` maps each W entry to whether it exists (kept current)."""
+        entries = self._entries(b, i, j)
+        bs, rs, cs = zip(*entries)
+        self.w[list(bs), list(rs), list(cs)] = value
+        c = self.w.shape[1]
+        self.field.neuron_coupling.touch(torch.tensor([(x * c + y) * c + z for x, y, z in entries]))
+        for e in entries:
+            self._synapse_change[b] += int(value != 0) - int(synapse[e])
+            synapse[e] = value != 0
+        self._mark(pairs=entries)
+
+    def _touch_slot(self, b: int, i: int) -> None:
+        """Row i and column i of replica b's W may change."""
+        c = self.w.shape[1]
+        ar = torch.arange(c)
+        self.field.neuron_coupling.touch(torch.cat([(b * c + i) * c + ar, (b * c + ar) * c + i]))
+        self._mark(slots=[(b, i)])
 
     def _remove(self, b: int, i: int) -> None:
+        self._touch_slot(b, i)
         self.count_synapses()[b] -= int((self.w[b, i, :] != 0).sum() + (self.w[b, :, i] != 0).sum())
         self.w[b, i, :] = 0.0
         self.w[b, :, i] = 0.0
@@ -351,6 +495,7 @@ class Controller:
         self.w[b, :, i] = 0.0
         self.w[b, i, mates] = 1.0  # listens to its domain; sends nothing until synaptogenesis links it
         self.count_synapses()[b] += len(mates)
+        self._touch_slot(b, i)
         return i
 
     def _create_glia(self, b: int, d: int, y: torch.Tensor) -> int:
@@ -398,6 +543,7 @@ class Controller:
         f.nu.copy_(torch.as_tensor(state["structure_nu"], device=dev, dtype=dt))
         self.reserves = [torch.as_tensor(x, device=dev, dtype=dt) for x in state["structure_reserves"]]
         self.rng.bit_generator.state = ast.literal_eval(bytes(state["structure_rng"]).decode())
+        self._cache = None
         f.structure_changed()
 
 
@@ -409,7 +555,7 @@ def make_plastic(field, cfg: Config, graph, strength: Param, harmonics, lag: Par
     tgt, src, wt = graph.edges()
     w[:, torch.as_tensor(tgt), torch.as_tensor(src)] = torch.as_tensor(wt, device=device, dtype=dtype)
     scale = strength / graph.normaliser  # the initial mean degree stays the normaliser: a synapse keeps its weight
-    field.neuron_coupling = PlasticCoupling(w, scale, harmonics, lag)
+    field.neuron_coupling = PlasticCoupling(w, scale, harmonics, lag, n_base=n)
     field.backend_name = PlasticCoupling.name
     pad = cap - n
     field.omega = torch.cat([field.omega, torch.zeros(b, pad, device=device, dtype=dtype)], dim=1)
