@@ -44,6 +44,14 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--resume", metavar="DIR", help="continue an interrupted sweep; finished points are skipped")
     s.add_argument("--quiet", "-q", action="store_true")
 
+    c = sub.add_parser("compare", help="train models x datasets x lambda x seeds into one results table with ANOVA")
+    c.add_argument("config", nargs="?", help="YAML compare config (omit with --resume)")
+    c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE")
+    c.add_argument("--out", help="results folder (default outputs/<name>-<timestamp>)")
+    c.add_argument("--overwrite", action="store_true", help="discard the runs already in --out")
+    c.add_argument("--resume", metavar="DIR", help="continue an interrupted comparison; finished runs are skipped")
+    c.add_argument("--quiet", "-q", action="store_true")
+
     v = sub.add_parser("validate", help="check a config without running it")
     v.add_argument("config")
     v.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE")
@@ -152,6 +160,45 @@ def _cmd_sweep(args) -> int:
     return EXIT_OK
 
 
+def _cmd_compare(args) -> int:
+    from .learn.compare import compare, load_compare_config
+
+    stop = _StopFlag()
+    if args.resume:
+        if args.config or args.overrides:
+            raise ConfigError("dgnn compare --resume DIR takes no config or --set: the stored config is used")
+        from pathlib import Path
+
+        stop.install()
+        res = compare(None, Path(args.resume), resume=True, progress=not args.quiet, should_stop=stop)
+    else:
+        if not args.config:
+            raise ConfigError("dgnn compare: give a config file (or --resume DIR)")
+        cfg = load_compare_config(args.config, args.overrides)
+        if args.out is None:
+            from .simulation import default_run_dir
+
+            args.out = default_run_dir(cfg)
+        stop.install()
+        res = compare(cfg, args.out, overwrite=args.overwrite, progress=not args.quiet, should_stop=stop)
+    if res.status == "interrupted":
+        print(f"dgnn: comparison interrupted; continue with: dgnn compare --resume {res.out}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if not args.quiet:
+        print(f"{'dataset':<16} {'model':<14} {'lambda':>8} {'seeds':>5} {'accuracy':>15} {'I bits':>7} {'E_act':>8} "
+              f"{'params':>8}")
+        for s in res.summary:
+            print(f"{s['dataset']:<16} {s['model']:<14} {s['lambda']:>8.3g} {s['seeds']:>5} "
+                  f"{s['accuracy_mean']:>8.4f} +/- {s['accuracy_sd']:.3f} {s['information_bits_mean']:>7.3f} "
+                  f"{s['activation_energy_mean']:>8.4f} {s['parameters_mean']:>8.0f}")
+        for lam, table in res.anova.items():
+            print(f"ANOVA of accuracy, lambda = {lam}:")
+            for row in table[:-1]:
+                print(f"  {row['source']:<14} F = {row['F']:9.3f}  p = {row['p']:.3g}  partial eta^2 = {row['partial_eta2']:.3f}")
+        print(f"results: {res.out}/results.csv, summary.csv, results.json, results.h5 ({res.ran} runs now)")
+    return EXIT_OK
+
+
 def _print_summary(s: dict) -> None:
     for pop in ("neurons", "glia"):
         if pop in s:
@@ -237,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command is None:
             _parser().print_help()
             return EXIT_USAGE
-        return {"run": _cmd_run, "sweep": _cmd_sweep, "validate": _cmd_validate, "analyze": _cmd_analyze, "info": _cmd_info}[args.command](args)
+        return {"run": _cmd_run, "sweep": _cmd_sweep, "compare": _cmd_compare, "validate": _cmd_validate, "analyze": _cmd_analyze, "info": _cmd_info}[args.command](args)
     except ConfigError as exc:
         print(f"dgnn: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -412,6 +412,13 @@ class Config(_Model):
             raise _Keyed("topology.modules", f"must be <= neurons.count={n}, found {self.topology.modules}")
         return self
 
+    @staticmethod
+    def resolve_paths(data: dict, folder: Path) -> None:
+        """In place, before validation: topology.path relative to the config file's folder."""
+        topo = data.get("topology")
+        if isinstance(topo, dict) and "path" in topo:
+            topo["path"] = resolve_path(topo["path"], folder)
+
     @property
     def glia_count(self) -> int:
         return int(round(self.glia.ratio * self.neurons.count))
@@ -542,20 +549,23 @@ def _format_validation(exc: ValidationError, source: str, lines: dict[str, int])
     return ConfigError(msgs[0] + (f" (and {len(msgs) - 1} more)" if len(msgs) > 1 else ""))
 
 
-def config_from_dict(data: dict, source: str = "<config>", text: str | None = None) -> Config:
-    """Validate a plain dict into a Config; errors name the dotted key path (and the line when text is given)."""
+def config_from_dict(data: dict, source: str = "<config>", text: str | None = None, model: type = None):
+    """Validate a plain dict into a Config (or another config `model`); errors name the dotted key path (and the
+    line when text is given)."""
+    model = Config if model is None else model
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of keys at the top level, found {type(data).__name__}")
     try:
-        return Config.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         raise _format_validation(exc, source, _key_lines(text) if text else {}) from None
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
-    """Read a YAML file (safe loader), apply 'key.path=value' overrides and validate."""
+def load_config(path: str | Path, overrides: list[str] | None = None, model: type = None):
+    """Read a YAML file (safe loader), apply 'key.path=value' overrides and validate into `model` (Config).
+    File paths inside are taken relative to the config file's folder (the model's `resolve_paths`)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -572,12 +582,17 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of keys at the top level, found {type(data).__name__}")
     data = apply_overrides(data, overrides or [])
-    topo = data.get("topology")
-    if isinstance(topo, dict) and isinstance(topo.get("path"), str):
-        # file paths in a config are relative to the config file; the resolved config stores them absolute
-        p = Path(topo["path"]).expanduser()
-        topo["path"] = str(p if p.is_absolute() else (path.parent / p).resolve())
-    return config_from_dict(data, str(path), text)
+    model = Config if model is None else model
+    model.resolve_paths(data, path.parent)
+    return config_from_dict(data, str(path), text, model)
+
+
+def resolve_path(value, folder: Path):
+    """A file path from a config: relative paths are taken from the config file's folder (stored absolute)."""
+    if not isinstance(value, str):
+        return value
+    p = Path(value).expanduser()
+    return str(p if p.is_absolute() else (folder / p).resolve())
 
 
 def config_to_yaml(cfg: Config) -> str:

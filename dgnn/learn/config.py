@@ -1,0 +1,127 @@
+"""Typed, frozen configuration of `dgnn compare`: datasets x models x lambda x seeds, training and energy tables."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from ..config import _Model, resolve_path
+
+
+class DatasetConfig(_Model):
+    """One task. Splits are stratified and fixed per seed; features are standardised with training statistics."""
+
+    name: Literal["digits", "mnist1d", "north_toy", "idx"]
+    classes: list[int] | None = None  # keep only these labels (e.g. [0, 1, 2, 3, 4]), relabelled 0..k-1
+    samples: int = Field(0, ge=0)  # mnist1d / north_toy: samples to generate (0 = the generator's default)
+    features: int = Field(8, ge=1, le=64)  # north_toy: independent features n_f of the 64
+    images: str | None = None  # idx: image file (train and test are pooled, then split like the others)
+    labels: str | None = None
+    limit: int = Field(0, ge=0)  # idx: use at most this many samples (0 = all)
+    validation: float = Field(0.15, gt=0.0, lt=0.5)
+    test: float = Field(0.2, gt=0.0, lt=0.5)
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.name == "idx" and (not self.images or not self.labels):
+            raise ValueError("name 'idx' needs 'images' and 'labels' (paths to IDX files, optionally .gz)")
+        if self.name != "idx" and (self.images or self.labels):
+            raise ValueError(f"'images' / 'labels' are only used with name: idx (found name: {self.name})")
+        return self
+
+    @property
+    def label(self) -> str:
+        tag = {"north_toy": f"north_toy{self.features}"}.get(self.name, self.name)
+        if self.name == "idx":
+            tag = Path(self.images).name.split(".")[0]
+        return tag + (f"[{','.join(map(str, self.classes))}]" if self.classes else "")
+
+
+class ModelConfig(_Model):
+    """A weight-based MLP or a phase-based oscillator network (see README 'Learning')."""
+
+    kind: Literal["mlp", "oscillator"]
+    hidden: list[int] = [128]
+    activation: Literal["relu", "tanh", "sigmoid", "gelu"] = "relu"  # mlp
+    # oscillator networks
+    parameterization: Literal["weight", "phase"] = "weight"  # trainable magnitudes, or trainable lags
+    encoding: Literal["clamp", "drive"] = "clamp"  # clamped input phases, or input-dependent frequency drive
+    input_scale: float = Field(1.5707963267948966, gt=0.0)  # theta_in = input_scale * tanh(x)
+    potential: Literal["kuramoto", "hkb"] = "kuramoto"
+    b: float = 0.0  # second-harmonic weight of the HKB potential (b / a with a = 1)
+    recurrent: bool = False  # coupling inside each oscillator layer
+    glia: bool = False  # glial modulation: each layer's coupling gated by a trainable per-unit gain in (0, 2)
+    coupling: float = Field(1.0, gt=0.0)  # fixed magnitude scale for the 'phase' parameterisation, init scale otherwise
+    settle_time: float = Field(10.0, gt=0.0)
+    dt: float = Field(0.25, gt=0.0)
+    method: str = "rk4"
+    adjoint: bool = False
+    max_rate: float = Field(8.0, gt=0.0)  # coupling per unit is rescaled so that rate x dt stays below rk4's limit
+    readout_norm: float = Field(0.0, ge=0.0)  # > 0: readout rows projected to this L2 norm (fixed-norm readout)
+    match_parameters: str | None = None  # name of another model whose parameter count this one's width matches
+
+    @model_validator(mode="after")
+    def _check(self):
+        if not self.hidden:
+            raise ValueError("hidden must list at least one layer width")
+        if any(h < 1 for h in self.hidden):
+            raise ValueError(f"layer widths must be >= 1, found {self.hidden}")
+        if self.potential == "kuramoto" and self.b != 0.0:
+            raise ValueError("b is the HKB second harmonic; set potential: hkb to use it")
+        return self
+
+
+class TrainConfig(_Model):
+    optimizer: Literal["adam", "sgd"] = "adam"
+    lr: float = Field(3e-3, gt=0.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)  # sgd
+    weight_decay: float = Field(0.0, ge=0.0)
+    batch_size: int = Field(64, ge=1)
+    epochs: int = Field(60, ge=1)
+    patience: int = Field(10, ge=1)  # early stopping on validation accuracy
+    max_seconds: float = Field(0.0, ge=0.0)  # 0 = no wall-clock budget
+
+
+class EnergyTable(_Model):
+    """Per-operation energies in picojoules (defaults: Horowitz, ISSCC 2014, 45 nm, 32-bit float)."""
+
+    mac_pj: float = Field(4.6, ge=0.0)  # 32-bit float multiply (3.7 pJ) + add (0.9 pJ)
+    transcendental_pj: float = Field(20.0, ge=0.0)  # sin / cos / exp / tanh by polynomial: about 4 MACs (assumed)
+    memory_pj_per_byte: float = Field(1.25, ge=0.0)  # 8 kB SRAM read: 10 pJ per 64-bit word
+
+
+class CompareConfig(_Model):
+    name: str = "compare"
+    seeds: int = Field(10, ge=1)  # seeds 0 .. seeds-1 (seed 002 uses 10)
+    datasets: list[DatasetConfig] = [DatasetConfig(name="digits")]
+    models: dict[str, ModelConfig] = {"mlp": ModelConfig(kind="mlp")}
+    lambdas: list[float] = [0.0]
+    energy: Literal["activation", "metabolic"] = "activation"  # which E the loss penalises
+    train: TrainConfig = TrainConfig()
+    energy_table: EnergyTable = EnergyTable()
+    dtype: Literal["float32", "float64"] = "float32"
+    threads: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self):
+        if not self.models:
+            raise ValueError("models: give at least one model")
+        if not self.datasets:
+            raise ValueError("datasets: give at least one dataset")
+        if any(x < 0 for x in self.lambdas) or not self.lambdas:
+            raise ValueError(f"lambdas must be a non-empty list of values >= 0, found {self.lambdas}")
+        for name, m in self.models.items():
+            if m.match_parameters is not None and m.match_parameters not in self.models:
+                raise ValueError(f"models.{name}.match_parameters: no model named {m.match_parameters!r}")
+            if m.match_parameters == name:
+                raise ValueError(f"models.{name}.match_parameters: a model cannot match itself")
+        return self
+
+    @staticmethod
+    def resolve_paths(data: dict, folder: Path) -> None:
+        for ds in data.get("datasets") or []:
+            if isinstance(ds, dict):
+                for key in ("images", "labels"):
+                    if key in ds:
+                        ds[key] = resolve_path(ds[key], folder)
