@@ -198,6 +198,24 @@ def test_rate_guard_keeps_rk4_stable_whatever_the_weights():
     assert settle_gap(net, np.random.default_rng(0).standard_normal((16, 4))) < 0.05
 
 
+def test_metabolic_energy_of_an_uncoupled_net_is_its_base_power_times_the_settle_time():
+    """All couplings zero: theta' = 0 and sum |K| = 0, so the power is p_base x units for the whole settle time."""
+    net = build_model(osc(hidden=[5, 3], settle_time=4.0, dt=0.5), 4, 2, seed=0, dtype=torch.float64)
+    with torch.no_grad():
+        for layer in net.layers:
+            layer.mag.zero_()
+            layer.bias_mag.zero_()
+        e = net.metabolic_energy(torch.randn(3, 4, dtype=torch.float64), p_base=0.01, p_act=0.1, p_syn=0.01)
+    torch.testing.assert_close(e, torch.full((3,), 0.01 * 8 * 4.0, dtype=torch.float64))
+
+
+def test_metabolic_energy_trains_and_drops_with_lambda():
+    data = load_dataset(DatasetConfig(name="digits", classes=[0, 1, 2]), 0)
+    cfg, tc = osc(hidden=[8], settle_time=3.0, dt=0.5), TrainConfig(epochs=3, patience=3)
+    e = [fit(cfg, data, tc, seed=0, lam=lam, energy="metabolic")[0]["metabolic_energy"] for lam in (0.0, 1.0)]
+    assert e[1] < e[0]
+
+
 def test_parameter_matching_lands_within_one_unit():
     mlp = ModelConfig(kind="mlp", hidden=[128])
     target = parameter_count(build_model(mlp, 64, 10, 0))
@@ -251,6 +269,9 @@ def test_compare_writes_the_table_and_resumes(tmp_path):
     assert again.ran == 1 and [r["accuracy"] for r in again.rows] == [r["accuracy"] for r in first.rows]
     for name in ("results.csv", "summary.csv", "results.json", "results.h5", "accuracy_vs_energy.png"):
         assert (out / name).is_file()
+    ckpt = torch.load(out / first.rows[0]["checkpoint"])
+    net = build_model(ModelConfig(**ckpt["model"]), ckpt["n_in"], ckpt["n_out"], 0)
+    net.load_state_dict(ckpt["state_dict"])  # a checkpoint rebuilds the trained model
     with pytest.raises(ConfigError, match="not empty"):
         compare(tiny_compare(), out, progress=False)
 

@@ -87,6 +87,11 @@ def compare(cfg: CompareConfig, out: str | Path, *, resume: bool = False, overwr
                    "hidden": "-".join(map(str, mcfg.hidden)), **row,
                    "phase_gap_rad": settle_gap(res.model, data.x_test[:256]),
                    "wall_seconds": time.perf_counter() - t0, "history": res.history}
+            ckpt = out / "models" / f"{dcfg.label}-{name}-lambda{lam:g}-seed{seed}.pt"
+            ckpt.parent.mkdir(exist_ok=True)
+            torch.save({"state_dict": res.model.state_dict(), "model": mcfg.model_dump(mode="json"),
+                        "n_in": data.n_features, "n_out": data.n_classes}, ckpt)
+            row["checkpoint"] = str(ckpt.relative_to(out))
             fh.write(json.dumps(row) + "\n")
             fh.flush()
             done[_key(row)] = row
@@ -154,7 +159,7 @@ def write_results(out: Path, cfg: CompareConfig, rows: list[dict]) -> tuple[list
     if flat:
         for name, table in (("results.csv", flat), ("summary.csv", summary)):
             with open(out / name, "w", newline="") as fh:
-                w = csv.DictWriter(fh, fieldnames=list(table[0]))
+                w = csv.DictWriter(fh, fieldnames=list(dict.fromkeys(k for r in table for k in r)))
                 w.writeheader()
                 w.writerows(table)
     (out / "results.json").write_text(json.dumps({"config": cfg.model_dump(mode="json"), "runs": flat,
@@ -162,8 +167,8 @@ def write_results(out: Path, cfg: CompareConfig, rows: list[dict]) -> tuple[list
     with h5py.File(out / "results.h5", "w") as h5:
         h5.attrs["config"] = config_to_yaml(cfg)
         g = h5.create_group("runs")
-        for k in (flat[0] if flat else {}):
-            vals = [r[k] for r in flat]
+        for k in dict.fromkeys(k for r in flat for k in r):
+            vals = [r.get(k, "") for r in flat]
             g.create_dataset(k, data=np.array(vals, dtype=h5py.string_dtype()) if isinstance(vals[0], str) else np.array(vals))
         hg = h5.create_group("history")
         for i, r in enumerate(rows):
