@@ -47,7 +47,8 @@ class ModelConfig(_Model):
     # oscillator networks
     parameterization: Literal["weight", "phase"] = "weight"  # trainable magnitudes, or trainable lags
     encoding: Literal["clamp", "drive"] = "clamp"  # clamped input phases, or input-dependent frequency drive
-    input_scale: float = Field(1.5707963267948966, gt=0.0)  # theta_in = input_scale * tanh(x)
+    input_scale: float = Field(1.5707963267948966, gt=0.0)  # theta_in = input_scale * tanh(x / input_width)
+    input_width: float = Field(1.0, gt=0.0)  # standardised inputs beyond ~2 widths all map near +-input_scale
     potential: Literal["kuramoto", "hkb"] = "kuramoto"
     b: float = 0.0  # second-harmonic weight of the HKB potential (b / a with a = 1)
     recurrent: bool = False  # coupling inside each oscillator layer

@@ -1,16 +1,16 @@
 """Weight-based MLPs and phase-based oscillator networks settled by the core's solvers.
 
 Oscillator network (MODEL.md's neurons, with the reference phase 0 as a clamped bias oscillator): inputs become
-clamped phases phi_j = s tanh(x_j) ('clamp'), or input oscillators pinned to the reference and driven by their
-input, phi_j' = s tanh(x_j) - sin(phi_j) ('drive', settling at asin(s tanh x_j)). Unit h of layer l follows
+clamped phases phi_j = s tanh(x_j / w) ('clamp'), or input oscillators pinned to the reference and driven by their
+input, phi_j' = s tanh(x_j / w) - sin(phi_j) ('drive', settling at asin(s tanh(x_j / w))). Unit h of layer l follows
 
     theta_h' = g_h sum_j m_hj [a sin(p_j - theta_h + alpha_hj) + 2 b sin(2 (p_j - theta_h + alpha_hj))]
 
 over the previous layer's phases p (and the reference, and optionally its own layer), i.e. the gradient flow of
 the HKB potential (a = 1; b = 0 is Kuramoto). 'weight' trains the magnitudes m (lags 0), 'phase' trains the lags
 alpha (magnitudes fixed at coupling / sqrt(fan-in)). g_h is a trainable glial gain in (0, 2) when `glia` is on.
-Each unit's total coupling is scaled down to at most max_rate, so that rate x dt stays inside rk4's stability
-region whatever training does to the weights. The readout is linear in [cos theta, sin theta] of the last layer.
+Each unit's total coupling is scaled down to at most min(max_rate, 2 / dt), so that rate x dt stays inside rk4's
+stability region whatever training does to the weights. The readout is linear in [cos theta, sin theta] of the last layer.
 """
 from __future__ import annotations
 
@@ -84,7 +84,9 @@ class OscillatorLayer(nn.Module):
         super().__init__()
         self.phase_param = cfg.parameterization == "phase"
         self.b = cfg.b if cfg.potential == "hkb" else 0.0
-        self.max_rate = cfg.max_rate
+        # explicit RK methods are stable for a relaxation rate up to about 2.8 / dt (rk4) or 2 / dt (euler):
+        # the cap follows the configured step, so a finer re-solve integrates the same model
+        self.max_rate = min(cfg.max_rate, 2.0 / cfg.dt)
         fan = n_in + 1 + (n_out if cfg.recurrent else 0)
         self.fixed = cfg.coupling / math.sqrt(fan)
         if self.phase_param:  # trainable lags, fixed magnitudes
@@ -200,7 +202,8 @@ class OscillatorNet(nn.Module):
         """Final state (B, S) of the settling, or the whole trajectory (n + 1, B, S) at every solver step."""
         cfg = self.cfg
         dt = cfg.dt if dt is None else dt
-        x_phase = self.cfg.input_scale * torch.tanh(x) if not self.drive else x
+        x = x / cfg.input_width
+        x_phase = cfg.input_scale * torch.tanh(x) if not self.drive else x
         field = self._field(x_phase)
         n_state = self.offsets[-1] + (self.n_in if self.drive else 0)
         y0 = torch.zeros(x.shape[0], n_state, dtype=x.dtype)
