@@ -292,3 +292,12 @@ def test_compare_config_resolves_idx_paths_relative_to_the_file(tmp_path):
     cfg.write_text("datasets:\n  - {name: idx, images: data/i.idx, labels: data/l.idx}\n")
     c = load_compare_config(cfg)
     assert c.datasets[0].images == str((tmp_path / "data" / "i.idx").resolve())
+
+
+def test_training_is_deterministic_on_cpu():
+    data = load_dataset(DatasetConfig(name="digits", classes=[0, 1, 2]), 1)
+    cfg, tc = osc(hidden=[6], settle_time=2.0, dt=0.5, glia=True), TrainConfig(epochs=2, patience=2)
+    (a, ra), (b, rb) = (fit(cfg, data, tc, seed=4) for _ in range(2))
+    assert a["accuracy"] == b["accuracy"] and a["activation_energy"] == b["activation_energy"]
+    for p, q in zip(ra.model.parameters(), rb.model.parameters()):
+        assert torch.equal(p, q)
