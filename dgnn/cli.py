@@ -185,10 +185,10 @@ def _cmd_compare(args) -> int:
         print(f"dgnn: comparison interrupted; continue with: dgnn compare --resume {res.out}", file=sys.stderr)
         return EXIT_INTERRUPTED
     if not args.quiet:
-        print(f"{'dataset':<16} {'model':<14} {'lambda':>8} {'seeds':>5} {'accuracy':>15} {'I bits':>7} {'E_act':>8} "
+        print(f"{'dataset':<16} {'model':<20} {'lambda':>8} {'seeds':>5} {'accuracy':>15} {'I bits':>7} {'E_act':>8} "
               f"{'params':>8}")
         for s in res.summary:
-            print(f"{s['dataset']:<16} {s['model']:<14} {s['lambda']:>8.3g} {s['seeds']:>5} "
+            print(f"{s['dataset']:<16} {s['model']:<20} {s['lambda']:>8.3g} {s['seeds']:>5} "
                   f"{s['accuracy_mean']:>8.4f} +/- {s['accuracy_sd']:.3f} {s['information_bits_mean']:>7.3f} "
                   f"{s['activation_energy_mean']:>8.4f} {s['parameters_mean']:>8.0f}")
         for lam, table in res.anova.items():
