@@ -61,6 +61,7 @@ class ModelConfig(_Model):
     max_rate: float = Field(8.0, gt=0.0)  # coupling per unit is rescaled so that rate x dt stays below rk4's limit
     readout_norm: float = Field(0.0, ge=0.0)  # > 0: readout rows projected to this L2 norm (fixed-norm readout)
     match_parameters: str | None = None  # name of another model whose parameter count this one's width matches
+    lr: float | None = Field(None, gt=0.0)  # this model's learning rate (default: train.lr)
 
     @model_validator(mode="after")
     def _check(self):
