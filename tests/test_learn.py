@@ -306,6 +306,7 @@ def test_training_is_deterministic_on_cpu():
 def test_a_model_learning_rate_overrides_the_train_block():
     data = load_dataset(DatasetConfig(name="digits", classes=[0, 1]), 0)
     mlp = ModelConfig(kind="mlp", hidden=[8])
-    a = fit(mlp.model_copy(update={"lr": 0.02}), data, TrainConfig(epochs=2, lr=0.001), seed=0)[1].model
+    own = ModelConfig(kind="mlp", hidden=[8], train={"lr": 0.02})
+    a = fit(own, data, TrainConfig(epochs=2, lr=0.001), seed=0)[1].model
     b = fit(mlp, data, TrainConfig(epochs=2, lr=0.02), seed=0)[1].model
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))

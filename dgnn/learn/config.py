@@ -61,7 +61,7 @@ class ModelConfig(_Model):
     max_rate: float = Field(8.0, gt=0.0)  # coupling per unit is rescaled so that rate x dt stays below rk4's limit
     readout_norm: float = Field(0.0, ge=0.0)  # > 0: readout rows projected to this L2 norm (fixed-norm readout)
     match_parameters: str | None = None  # name of another model whose parameter count this one's width matches
-    lr: float | None = Field(None, gt=0.0)  # this model's learning rate (default: train.lr)
+    train: "TrainOverride | None" = None  # this model's own training settings over the train block's
 
     @model_validator(mode="after")
     def _check(self):
@@ -83,6 +83,23 @@ class TrainConfig(_Model):
     epochs: int = Field(60, ge=1)
     patience: int = Field(10, ge=1)  # early stopping on validation accuracy
     max_seconds: float = Field(0.0, ge=0.0)  # 0 = no wall-clock budget
+
+
+class TrainOverride(_Model):
+    """Training keys one model sets for itself (oscillator nets may want another rate or patience than MLPs)."""
+
+    optimizer: Literal["adam", "sgd"] | None = None
+    lr: float | None = Field(None, gt=0.0)
+    batch_size: int | None = Field(None, ge=1)
+    epochs: int | None = Field(None, ge=1)
+    patience: int | None = Field(None, ge=1)
+    max_seconds: float | None = Field(None, ge=0.0)
+
+    def apply(self, base: TrainConfig) -> TrainConfig:
+        return base.model_copy(update={k: v for k, v in self.model_dump().items() if v is not None})
+
+
+ModelConfig.model_rebuild()
 
 
 class EnergyTable(_Model):

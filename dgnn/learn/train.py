@@ -118,8 +118,8 @@ def fit(model_cfg: ModelConfig, data: Dataset, train_cfg: TrainConfig, seed: int
         dtype=torch.float32) -> tuple[dict, TrainResult]:
     """Build, train and evaluate one model: the results-table row and the training record."""
     model = build_model(model_cfg, data.n_features, data.n_classes, seed, dtype)
-    if model_cfg.lr is not None:
-        train_cfg = train_cfg.model_copy(update={"lr": model_cfg.lr})
+    if model_cfg.train is not None:
+        train_cfg = model_cfg.train.apply(train_cfg)
     res = train(model, data, train_cfg, lam, energy, seed, progress, dtype)
     row = evaluate(res.model, data, table or EnergyTable(), dtype)
     row.update({"epochs": res.epochs, "train_seconds": res.seconds})
