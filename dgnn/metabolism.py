@@ -71,14 +71,15 @@ class Metabolism:
     """State block [e (D) | ledger (6 x D)] appended to the phases; drift, gate and clamping projection."""
 
     def __init__(self, cfg: MetabolismConfig, neuron_domain: np.ndarray, glia_domain: np.ndarray, n_domains: int,
-                 synaptic_load: np.ndarray, device, dtype, params: dict | None = None):
-        """synaptic_load: (N,) sum_j |K_ij|. params: per-replica (B, 1) tensors overriding numeric cfg fields."""
+                 synaptic_load: np.ndarray, device, dtype, params: dict | None = None, schedule: Schedule | None = None):
+        """synaptic_load: (N,) sum_j |K_ij|. params: per-replica (B, 1) tensors overriding numeric cfg fields.
+        schedule: the behavioural-state schedule shared with the vector field (built from cfg if None)."""
         p = {k: getattr(cfg, k) for k in ("p_base", "p_act", "p_syn", "supply", "e_max", "e_init", "k_m")}
         p.update(params or {})
         self.p_act, self.e_max, self.e_init, self.k_m = p["p_act"], p["e_max"], p["e_init"], p["k_m"]
         self.d = n_domains
         self.size = n_domains * (1 + len(LEDGER))
-        self.schedule = Schedule(cfg.schedule)
+        self.schedule = schedule if schedule is not None else Schedule(cfg.schedule)
         self.p_base, self.p_syn = p["p_base"], p["p_syn"]
         self.device, self.dtype = device, dtype
         self.p_supply = p["supply"]

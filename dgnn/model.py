@@ -271,8 +271,7 @@ class GlialNeuralField:
             params = {k: par(f"metabolism.{k}") for k in ("p_base", "p_act", "p_syn", "supply", "e_max", "e_init", "k_m")}
             params["p_syn"] = params["p_syn"] * _abs(strength)
             metabolism = Metabolism(cfg.metabolism, neuron_domain, glia_domain, n_domains, synaptic_load(graph, 1.0),
-                                    device, dtype, params)
-            metabolism.schedule = schedule
+                                    device, dtype, params, schedule)
         field = cls(
             omega=torch.as_tensor(omega, device=device, dtype=dtype),
             nu=torch.as_tensor(nu, device=device, dtype=dtype),

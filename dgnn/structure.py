@@ -78,7 +78,6 @@ class PlasticCoupling:
         self._pending = []
         self._known = flat
         self.batched_t = None
-        self.delta_nnz = flat.numel()
         if flat.numel() > self.DELTA_FRACTION * b * max(1, int((self.base_t != 0).sum())):
             self.batched_t = self.w.transpose(1, 2).contiguous()  # (B, C_source, C_target)
             return
@@ -377,7 +376,7 @@ class Controller:
             keys = sorted(entries)
             idx = torch.as_tensor(keys, device=self.w.device).T
             synapse = dict(zip(keys, (self.w[idx[0], idx[1], idx[2]] != 0).tolist()))
-        self._synapse_change = [0] * reserve.shape[0]
+        synapse_change = [0] * reserve.shape[0]
         events = []
         removed: set[tuple[int, int]] = set()
         for p in props:
@@ -413,7 +412,8 @@ class Controller:
                     booked["refunded"][p.replica, p.domain] += p.refund
                     booked["discarded"][p.replica, p.domain] += excess
                 if p.op in ("synaptogenesis", "pruning"):
-                    self._link(p.replica, p.target, p.source, 1.0 if p.op == "synaptogenesis" else 0.0, synapse)
+                    synapse_change[p.replica] += self._link(p.replica, p.target, p.source,
+                                                            1.0 if p.op == "synaptogenesis" else 0.0, synapse)
                 elif p.op == "neuron_removal":
                     self._remove(p.replica, p.target)
                     removed.add((p.replica, p.target))
@@ -432,7 +432,7 @@ class Controller:
             for name, amount in booked.items():
                 if amount.any():
                     block[:, met.column(name)] += torch.as_tensor(amount, device=dev, dtype=dt)
-            self.count_synapses().add_(torch.as_tensor(self._synapse_change, device=self._synapses.device))
+            self.count_synapses().add_(torch.as_tensor(synapse_change, device=self._synapses.device))
             f.structure_changed(incremental=True)
         return y, np.array(events, dtype=EVENT_DTYPE)
 
@@ -451,17 +451,20 @@ class Controller:
         """W entries of the synapse i <- j: both directions when undirected."""
         return ((b, i, j), (b, j, i)) if self.undirected else ((b, i, j),)
 
-    def _link(self, b: int, i: int, j: int, value: float, synapse: dict) -> None:
-        """Set the synapse i <- j of replica b; `synapse` maps each W entry to whether it exists (kept current)."""
+    def _link(self, b: int, i: int, j: int, value: float, synapse: dict) -> int:
+        """Set the synapse i <- j of replica b; `synapse` maps each W entry to whether it exists (kept current).
+        Returns the change in the replica's synapse count."""
         entries = self._entries(b, i, j)
         bs, rs, cs = zip(*entries)
         self.w[list(bs), list(rs), list(cs)] = value
         c = self.w.shape[1]
         self.field.neuron_coupling.touch(torch.tensor([(x * c + y) * c + z for x, y, z in entries]))
+        change = 0
         for e in entries:
-            self._synapse_change[b] += int(value != 0) - int(synapse[e])
+            change += int(value != 0) - int(synapse[e])
             synapse[e] = value != 0
         self._mark(pairs=entries)
+        return change
 
     def _touch_slot(self, b: int, i: int) -> None:
         """Row i and column i of replica b's W may change."""

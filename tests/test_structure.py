@@ -123,13 +123,18 @@ def test_spare_capacity_behaves_like_exact_size(tmp_path):
     assert (a.neuron_phase[:, :, 16:] == 0).all()  # spare slots stay frozen
 
 
+def whole_and_resumed(cfg, tmp_path, stop_after: int):
+    """Traces of an uninterrupted run and of the same run stopped after `stop_after` records and resumed."""
+    whole = read_trace(dgnn.run(cfg, tmp_path / "w", progress=False).path)
+    calls = iter(range(1000))
+    dgnn.run(cfg, tmp_path / "p", progress=False, should_stop=lambda: next(calls) >= stop_after)
+    return whole, read_trace(dgnn.resume(tmp_path / "p", progress=False).path)
+
+
 @pytest.mark.parametrize("noise", [0.0, 0.1])
 def test_resume_with_structure_is_exact(tmp_path, noise):
     cfg = make(noise={"neurons": noise}, solver={"method": "euler_maruyama", "dt": 0.02, "duration": 12.0})
-    whole = read_trace(dgnn.run(cfg, tmp_path / "w", progress=False).path)
-    calls = iter(range(1000))
-    dgnn.run(cfg, tmp_path / "p", progress=False, should_stop=lambda: next(calls) >= 9)
-    done = read_trace(dgnn.resume(tmp_path / "p", progress=False).path)
+    whole, done = whole_and_resumed(cfg, tmp_path, stop_after=9)
     assert np.array_equal(done.neuron_phase, whole.neuron_phase)
     assert np.array_equal(done.metrics["structure_size"], whole.metrics["structure_size"])
     assert np.array_equal(done.static["structure/events"], whole.static["structure/events"])
@@ -199,10 +204,7 @@ def test_resume_with_glia_operators_is_exact(tmp_path):
     cfg = make(metabolism={"supply": 0.05, "e_init": 0.5}, noise={"neurons": 0.1, "glia": 0.1},
                solver={"method": "euler_maruyama", "dt": 0.02, "duration": 12.0},
                structure={"glia_creation": {"enabled": True, "threshold": 0.3, "cost": 0.0}, "floor": 0.0})
-    whole = read_trace(dgnn.run(cfg, tmp_path / "w", progress=False).path)
-    calls = iter(range(1000))
-    dgnn.run(cfg, tmp_path / "p", progress=False, should_stop=lambda: next(calls) >= 11)
-    done = read_trace(dgnn.resume(tmp_path / "p", progress=False).path)
+    whole, done = whole_and_resumed(cfg, tmp_path, stop_after=11)
     assert np.array_equal(done.glia_phase, whole.glia_phase)
     assert np.array_equal(done.metrics["structure_size"], whole.metrics["structure_size"])
 

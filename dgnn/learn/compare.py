@@ -77,7 +77,8 @@ def compare(cfg: CompareConfig, out: str | Path, *, resume: bool = False, overwr
                 status = "interrupted"
                 break
             if (dcfg.label, seed) not in cache:
-                cache.clear()
+                if any(label != dcfg.label for label, _ in cache):
+                    cache.clear()  # one dataset's splits at a time: every model and lambda reuses them
                 cache[(dcfg.label, seed)] = load_dataset(dcfg, seed)
             data = cache[(dcfg.label, seed)]
             mcfg = _resolve_model(cfg, name, data)

@@ -2,6 +2,7 @@
 toy task (seed 001, section 6.3.2) and real MNIST / Fashion-MNIST IDX files."""
 from __future__ import annotations
 
+import functools
 import gzip
 import random
 import struct
@@ -77,14 +78,22 @@ def write_idx(path: str | Path, array: np.ndarray) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- generators
+def _frozen(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    for a in arrays:
+        a.setflags(write=False)
+    return arrays
+
+
+@functools.lru_cache(maxsize=4)  # generated once per process (read-only arrays)
 def digits_xy() -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's 8x8 digits (1797 samples, bundled with the package: no download)."""
     from sklearn.datasets import load_digits
 
     d = load_digits()
-    return d.data.astype(np.float64), d.target.astype(np.int64)
+    return _frozen(d.data.astype(np.float64), d.target.astype(np.int64))
 
 
+@functools.lru_cache(maxsize=4)  # generated once per process (read-only arrays)
 def mnist1d_xy(samples: int, seed: int = 42) -> tuple[np.ndarray, np.ndarray]:
     """MNIST-1D generated locally by the `mnist1d` package (40-sample sequences, 10 classes). Its generator seeds
     the global numpy and random states, so they are saved and restored around the call."""
@@ -102,9 +111,10 @@ def mnist1d_xy(samples: int, seed: int = 42) -> tuple[np.ndarray, np.ndarray]:
         random.setstate(saved_py)
     x = np.concatenate([d["x"], d["x_test"]]).astype(np.float64)
     y = np.concatenate([d["y"], d["y_test"]]).astype(np.int64)
-    return x, y
+    return _frozen(x, y)
 
 
+@functools.lru_cache(maxsize=4)  # generated once per process (read-only arrays)
 def north_toy_xy(n_f: int, samples: int = 5000, seed: int = 0, noise: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
     """Seed 001, section 6.3.2: n_f independent standard-normal features, the other 64 - n_f random linear
     combinations of them; label = (sum of all 64 features + 10% noise) > its mean."""
@@ -114,7 +124,7 @@ def north_toy_xy(n_f: int, samples: int = 5000, seed: int = 0, noise: float = 0.
     x = np.concatenate([base, base @ mix], axis=1)
     total = x.sum(1)
     total = total + noise * total.std() * rng.standard_normal(samples)
-    return x, (total > total.mean()).astype(np.int64)
+    return _frozen(x, (total > total.mean()).astype(np.int64))
 
 
 # ----------------------------------------------------------------------------------------------------- splits

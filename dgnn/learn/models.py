@@ -100,17 +100,18 @@ class OscillatorLayer(nn.Module):
         self.glia = nn.Parameter(torch.zeros(n_out, dtype=dtype)) if cfg.glia else None
 
     def complex_weights(self, harmonic: int):
-        """(Re, Im) of m e^{i k alpha} for the feed-forward, bias and recurrent couplings (k = harmonic)."""
-        def one(mag_or_lag, shape):
-            if mag_or_lag is None:
+        """(Re, Im) of m e^{i k alpha} for the feed-forward, bias and recurrent couplings (k = harmonic); Im is
+        None for the 'weight' parameterisation (no lags), so no product is spent on zeros."""
+        def one(param):
+            if param is None:
                 return None
             if self.phase_param:
-                return self.fixed * torch.cos(harmonic * mag_or_lag), self.fixed * torch.sin(harmonic * mag_or_lag)
-            return mag_or_lag, torch.zeros_like(mag_or_lag)
+                return self.fixed * torch.cos(harmonic * param), self.fixed * torch.sin(harmonic * param)
+            return param, None
 
         if self.phase_param:
-            return one(self.lag, None), one(self.bias_lag, None), one(self.rec_lag, None)
-        return one(self.mag, None), one(self.bias_mag, None), one(self.rec_mag, None)
+            return one(self.lag), one(self.bias_lag), one(self.rec_lag)
+        return one(self.mag), one(self.bias_mag), one(self.rec_mag)
 
     def total_coupling(self) -> torch.Tensor:
         """(H,) sum over sources of |m| x (a + 4|b|): bounds the unit's relaxation rate."""
@@ -181,7 +182,9 @@ class OscillatorNet(nn.Module):
                         zr, zi = first_const[k]
                     else:
                         zr, zi = self._sums(torch.cos(k * prev), torch.sin(k * prev), ff[0], ff[1])
-                    zr, zi = zr + bias[0], zi + bias[1]  # the reference oscillator at phase 0
+                    zr = zr + bias[0]  # the reference oscillator at phase 0
+                    if bias[1] is not None:
+                        zi = zi + bias[1]
                     if rec is not None:
                         rr, ri = self._sums(ck, sk, rec[0], rec[1])
                         zr, zi = zr + rr, zi + ri
@@ -195,11 +198,17 @@ class OscillatorNet(nn.Module):
 
     @staticmethod
     def _sums(c, s, wr, wi):
-        """Re, Im of sum_j (wr + i wi)_hj e^{i p_j}: (B, n) phases -> (B, H)."""
+        """Re, Im of sum_j (wr + i wi)_hj e^{i p_j}: (B, n) phases -> (B, H); wi None means real weights."""
+        if wi is None:
+            return c @ wr.T, s @ wr.T
         return c @ wr.T - s @ wi.T, s @ wr.T + c @ wi.T
 
     def settle(self, x: torch.Tensor, dt: float | None = None, trajectory: bool = False):
         """Final state (B, S) of the settling, or the whole trajectory (n + 1, B, S) at every solver step."""
+        return self._settle(x, dt, trajectory)[0]
+
+    def _settle(self, x: torch.Tensor, dt: float | None, trajectory: bool):
+        """The settling and the vector field it integrated."""
         cfg = self.cfg
         dt = cfg.dt if dt is None else dt
         x = x / cfg.input_width
@@ -212,14 +221,13 @@ class OscillatorNet(nn.Module):
         if cfg.adjoint:
             import torchdiffeq
 
-            module = _FieldModule(field, self)
+            module = _FieldModule(field)
             opts = {"step_size": dt} if cfg.method in ("rk4", "euler", "midpoint") else None
             out = torchdiffeq.odeint_adjoint(module, y0, torch.as_tensor(times, dtype=torch.float64), method=cfg.method,
                                              options=opts, adjoint_params=tuple(self.parameters()))
         else:
             out = solve(field, y0, times, method=cfg.method, dt=dt)
-        self._last_field = field
-        return out if trajectory else out[-1]
+        return (out if trajectory else out[-1]), field
 
     def hidden_phases(self, y: torch.Tensor) -> list[torch.Tensor]:
         start = self.n_in if self.drive else 0
@@ -239,12 +247,12 @@ class OscillatorNet(nn.Module):
                          dt: float | None = None) -> torch.Tensor:
         """(B,) MODEL.md power integrated over the settle time (trapezoid over the solver steps):
         P = sum_h [p_base + p_act theta_h'^2 + p_syn sum_j |K_hj|]."""
-        traj = self.settle(x, dt=dt, trajectory=True)  # (n + 1, B, S)
-        n1, b, s = traj.shape
-        drift = torch.stack([self._last_field(0.0, traj[k]) for k in range(n1)])  # (n + 1, B, S)
+        traj, field = self._settle(x, dt, trajectory=True)  # (n + 1, B, S)
+        n1 = traj.shape[0]
+        drift = torch.stack([field(0.0, traj[k]) for k in range(n1)])  # (n + 1, B, S)
         start = self.n_in if self.drive else 0
         act = (drift[..., start:] ** 2).sum(-1)  # (n + 1, B)
-        syn = sum(float(0) + (layer.gain() * layer.total_coupling()).sum() for layer in self.layers)
+        syn = sum((layer.gain() * layer.total_coupling()).sum() for layer in self.layers)
         power = p_base * self.offsets[-1] + p_act * act + p_syn * syn
         h = self.cfg.settle_time / (n1 - 1)
         return h * (power[0] / 2 + power[1:-1].sum(0) + power[-1] / 2)
@@ -268,11 +276,11 @@ class OscillatorNet(nn.Module):
 
 
 class _FieldModule(nn.Module):
-    """torchdiffeq's adjoint wants an nn.Module vector field that owns the parameters."""
+    """torchdiffeq's adjoint wants an nn.Module vector field; the parameters go in as adjoint_params."""
 
-    def __init__(self, field, owner: nn.Module):
+    def __init__(self, field):
         super().__init__()
-        self.field, self.owner = field, owner
+        self.field = field
 
     def forward(self, t, y):
         return self.field(t, y)
