@@ -32,21 +32,28 @@ def config(n: int, b: int, structure: bool, interval: float = 1.0, dtype: str = 
     })
 
 
-def rate(cfg, seconds: float) -> tuple[float, int]:
-    sim = Simulation(cfg, device="cpu")
-    for _ in range(4):  # fill the window so the controller really runs
-        sim.advance()
-        sim.snapshot()
-    # CPU time of this process, not wall time: on a shared machine the wall clock also counts the time other
-    # jobs hold the core, which made single rounds range from 47% to 84%
-    t0, recs = time.process_time(), 0
-    while time.process_time() - t0 < seconds:
-        sim.advance()
-        sim.snapshot()
-        sim.take_events()
-        recs += 1
-    steps = recs * cfg.steps_per_record
-    return cfg.neurons.count * cfg.replicas * steps / (time.process_time() - t0), recs
+def paired(n: int, b: int, interval: float, seconds: float) -> tuple[float, float, float]:
+    """Throughput (neuron-steps per CPU second) without and with structure, and their ratio. The two runs
+    alternate one controller interval at a time in this process, so a load change on this shared machine hits
+    both alike (3-second blocks in turn scattered single rounds from 53% to 78%)."""
+    sims = [Simulation(config(n, b, False), device="cpu"), Simulation(config(n, b, True, interval), device="cpu")]
+    for sim in sims:
+        for _ in range(4):  # fill the window so the controller really runs
+            sim.advance()
+            sim.snapshot()
+    per = max(1, round(interval / sims[1].cfg.record.every))  # records per controller evaluation
+    spent, recs = [0.0, 0.0], 0
+    while sum(spent) < seconds:
+        for k, sim in enumerate(sims):
+            t0 = time.process_time()
+            for _ in range(per):
+                sim.advance()
+                sim.snapshot()
+                sim.take_events()
+            spent[k] += time.process_time() - t0
+        recs += per
+    steps = recs * sims[0].cfg.steps_per_record * n * b
+    return steps / spent[0], steps / spent[1], spent[0] / spent[1]
 
 
 def main(argv=None):
@@ -60,19 +67,18 @@ def main(argv=None):
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
-    # interleaved rounds, median ratio: a shared machine's load drifts by 2x between minutes
+    # paired rounds, median ratio: a shared machine's load drifts by 2x between minutes
     rows = {"threads": args.threads, "N": args.n, "B": args.replicas, "rounds": args.rounds}
     for interval in (1.0, 5.0):
         ratios, rates = [], []
         for _ in range(args.rounds):
-            base, _ = rate(config(args.n, args.replicas, False), args.seconds)
-            r, _ = rate(config(args.n, args.replicas, True, interval), args.seconds)
-            ratios.append(r / base)
+            base, r, ratio = paired(args.n, args.replicas, interval, 2 * args.seconds)
+            ratios.append(ratio)
             rates.append((base, r))
         med = float(np.median(ratios))
         rows[f"interval_{interval}"] = {"ratio_median": med, "ratios": ratios, "rates": rates}
         print(f"N={args.n} B={args.replicas}: interval {interval}: with / without structure = {100 * med:.0f}% "
-              f"(median of {args.rounds} interleaved rounds: {', '.join(f'{100 * x:.0f}%' for x in ratios)})", flush=True)
+              f"(median of {args.rounds} paired rounds: {', '.join(f'{100 * x:.0f}%' for x in ratios)})", flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"structure_overhead-threads{args.threads}.json").write_text(json.dumps(rows, indent=2))

@@ -265,13 +265,13 @@ class StructureConfig(_Model):
     enabled: bool = False
     interval: float = Field(1.0, gt=0.0)  # time between controller evaluations
     window: float = Field(5.0, gt=0.0)  # activity the triggers read
-    capacity: int = Field(0, ge=0)  # neuron slots per replica; 0 = 2 x neurons.count
+    capacity: int = Field(0, ge=0)  # neuron slots per replica; 0 = 2 x neurons.count with neurogenesis, else neurons.count
     floor: float = Field(0.0, ge=0.0)  # reserve that must remain after paying a cost
     synaptogenesis: SynapseOp = SynapseOp(threshold=0.95, cost=0.05)
     pruning: SynapseOp = SynapseOp(threshold=0.2, cost=0.0, refund=0.02)
     neurogenesis: NeurogenesisOp = NeurogenesisOp()
     neuron_removal: NeuronRemovalOp = NeuronRemovalOp()
-    glia_capacity: int = Field(0, ge=0)  # glial slots per replica; 0 = 2 x glia count
+    glia_capacity: int = Field(0, ge=0)  # glial slots per replica; 0 = 2 x glia count with glia_creation, else the glia count
     glia_creation: GliaOp = GliaOp(threshold=0.2, cost=0.5)
     glia_removal: GliaOp = GliaOp(threshold=0.9, refund=0.2)
 

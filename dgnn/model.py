@@ -69,7 +69,10 @@ class DomainMeans:
 
     def set(self, index, weight: torch.Tensor | None = None) -> None:
         self.index = torch.as_tensor(index, device=self.device)
+        if weight is not None and bool((weight == 1).all()):
+            weight = None  # every member active: skip the weighting passes
         self.weight = weight
+        self.weight2 = None if weight is None else torch.cat([weight, weight], dim=0)  # (2B, n) for [c; s]
         if weight is None and self.index.dim() == 1:
             counts = torch.bincount(self.index, minlength=self.n_domains).to(self.dtype)
         elif self.index.dim() == 1:
@@ -79,17 +82,18 @@ class DomainMeans:
             w = weight if weight is not None else torch.ones(self.index.shape, device=self.device, dtype=self.dtype)
             counts = torch.zeros(w.shape[0], self.n_domains, device=self.device, dtype=self.dtype).scatter_add_(1, self.index, w)
         self.inv = 1.0 / counts.clamp_min(1.0)  # (D,) or (B, D); an empty domain has mean 0
+        self.inv2 = self.inv if self.inv.dim() == 1 else torch.cat([self.inv, self.inv], dim=0)  # for [x; y]
+        self.index2 = None if self.index.dim() == 1 else torch.cat([self.index, self.index], dim=0)  # (2B, n)
 
     def __call__(self, c: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b = c.shape[0]
         both = torch.zeros(2 * b, self.n_domains, device=c.device, dtype=c.dtype)
-        src = torch.cat([c, s], dim=0) if self.weight is None else torch.cat([c * self.weight, s * self.weight], dim=0)
+        src = torch.cat([c, s], dim=0) if self.weight is None else torch.cat([c, s], dim=0) * self.weight2
         if self.index.dim() == 1:
             both.index_add_(1, self.index, src)
         else:
-            both.scatter_add_(1, torch.cat([self.index, self.index]), src)
-        x, y = both.split(b)
-        return x * self.inv, y * self.inv  # (B, D) each
+            both.scatter_add_(1, self.index2, src)
+        return (both * self.inv2).split(b)  # (B, D) each
 
     def gather(self, z: torch.Tensor) -> torch.Tensor:
         """(B, D) -> (B, n): each member's domain value."""
@@ -172,7 +176,7 @@ class GlialNeuralField:
                     dpsi = dpsi + self.c_ng * (self.glia_dom.gather(zy) * gc - self.glia_dom.gather(zx) * gs)
         if self.neuron_mask is not None:
             driven = driven * self.neuron_mask  # inactive slots are frozen (their omega is 0 too)
-        if self.glia_mask is not None and self.n_glia:
+        if self.glia_mask is not None and self.n_glia and not self.all_glia_active:
             dpsi = dpsi * self.glia_mask
         dtheta = self.omega_at(t) + driven
         if not self.n_glia:
@@ -187,7 +191,8 @@ class GlialNeuralField:
         incremental: every W edit since the last call went through the coupling's touch()."""
         if self.neuron_mask is None:
             return
-        self.neuron_coupling.refresh(full=not incremental)
+        self.neuron_coupling.refresh(full=not incremental, active=self.neuron_mask)
+        self.all_glia_active = bool((self.glia_mask == 1).all())
         if self.use_gn or self.use_ng:
             self.neuron_dom.set(self.neuron_dom_index, self.neuron_mask)
             self.glia_dom.set(self.glia_dom.index, self.glia_mask)
@@ -198,7 +203,7 @@ class GlialNeuralField:
         self.sigma = self.sigma_template * torch.cat([self.neuron_mask, self.glia_mask, rest], dim=1)  # (B, n_state)
         if self.metabolism is not None:
             self.metabolism.set_glia(self.glia_dom_index, self.glia_mask)
-            load = self.neuron_coupling.w.abs().sum(2) / self.graph.normaliser  # (B, C); p_syn holds |strength|
+            load = self.neuron_coupling.abs_row_sums() / self.graph.normaliser  # (B, C); p_syn holds |strength|
             self.metabolism.set_layout(self.neuron_dom_index, self.neuron_mask, load)
 
     def _project(self, y: torch.Tensor) -> torch.Tensor:

@@ -41,23 +41,29 @@ EVENT_DTYPE = np.dtype([
 class PlasticCoupling:
     """sum_j K_ij sum_m A_m sin(m (theta_j - theta_i - alpha)) with K = scale * W_b, W_b per replica (B, C, C).
 
-    Structural edits are sparse, so W_b = W0 + delta_b: one shared (2B, C) @ W0^T product (as the dense backend)
-    plus an O(edits) gather / index_add correction. `w` is the dense truth the controller edits; `refresh()`
-    re-derives the delta. With many edits a batched matmul over W_b^T is used instead.
+    Structural edits are sparse, so W_b = W0 + delta_b: one shared (2B, n) @ W0^T product (as the dense backend)
+    plus an O(edits) correction: a gather / index_add for few edits on CPU, else a block-diagonal CSR SpMM (the
+    gather's cost grows faster with the edit count; and index_add on CUDA adds with atomics, in no fixed order,
+    where same-seed runs must be bit-equal). `w` is the dense truth the
+    controller edits; `refresh()` re-derives the delta. With many edits a batched matmul over W_b^T is used instead.
     """
 
     name = "plastic_dense"
-    DELTA_FRACTION = 1.0  # above this many edits per base synapse the batched matmul beats the SpMM (measured)
+    DELTA_FRACTION = 1.0  # above this many edits per base synapse the batched matmul beats the sparse delta (measured)
+    GATHER_MAX = 12288  # up to this many edits the gather / index_add beats the CSR SpMM on CPU (measured)
 
     def __init__(self, w: torch.Tensor, scale: Param, harmonics, lag: Param, n_base: int | None = None):
         """n_base: the initial neurons; W0 is the shared graph among them (spare slots start unconnected, so their
         synapses live in the delta and the shared product costs what the network without spare capacity costs)."""
         self.w = w  # (B, C, C), edited in place by the controller
-        self.n_base = n_base = w.shape[1] if n_base is None else n_base
+        b, c, _ = w.shape
+        self.n_base = n_base = c if n_base is None else n_base
         base = torch.zeros_like(w[0])
         base[:n_base, :n_base] = w[0, :n_base, :n_base]
         self.base_full = base  # (C, C) W0
-        self.base_t = base[:n_base, :n_base].T.contiguous()  # (n, n): W0^T on the initial block
+        self.base_t = base[:, :n_base].T.contiguous()  # (n, C): W0^T from the initial sources to every slot
+        self.n_synapses = max(1, int((self.base_t != 0).sum()))
+        self.use_csr = w.device.type != "cpu"
         self.terms = [(m, scale * amp, _cos(m * lag), _sin(m * lag)) for m, amp in harmonics]
         self.refresh()
 
@@ -65,10 +71,15 @@ class PlasticCoupling:
         """Record W entries (flat indices into (B, C, C)) that an edit may have changed, for refresh(full=False)."""
         self._pending.append(flat.to(self.w.device))
 
-    def refresh(self, full: bool = True) -> None:
+    def refresh(self, full: bool = True, active: torch.Tensor | None = None) -> None:
         """Re-derive the delta from W. full=False reads only the entries known to differ from W0 plus those
-        touched since (O(edits) instead of a pass over (B, C, C)); it is exact only if every edit was touched."""
+        touched since (O(edits) instead of a pass over (B, C, C)); it is exact only if every edit was touched.
+
+        active: (B, C) 0/1 slots. Inactive slots have no synapses, so the product masks their phases on the way in
+        and the caller masks their drift on the way out; W0's entries in their rows and columns (which removal
+        zeroed) then need no cancelling in the delta, which keeps it to the synapses really added or changed."""
         b, c, _ = self.w.shape
+        self.active = active
         if full or getattr(self, "_known", None) is None:
             delta = self.w - self.base_full  # (B, C, C)
             flat = torch.nonzero(delta.reshape(-1)).flatten()
@@ -77,36 +88,52 @@ class PlasticCoupling:
             flat = flat[self.w.reshape(-1)[flat] != self.base_full.reshape(-1)[flat % (c * c)]]
         self._pending = []
         self._known = flat
-        self.batched_t = None
-        if flat.numel() > self.DELTA_FRACTION * b * max(1, int((self.base_t != 0).sum())):
+        self._abs_rows = None
+        self.batched_t = self.delta = self.csr = None
+        rows, cols = flat // c, (flat // (c * c)) * c + flat % c  # (replica, target), (replica, source) in B C
+        if active is not None:
+            live = (active.reshape(-1)[rows] > 0) & (active.reshape(-1)[cols] > 0)
+            flat, rows, cols = flat[live], rows[live], cols[live]
+        if not flat.numel():
+            return
+        if flat.numel() > self.DELTA_FRACTION * b * self.n_synapses:
             self.batched_t = self.w.transpose(1, 2).contiguous()  # (B, C_source, C_target)
             return
-        self.delta = None
-        if flat.numel():  # block-diagonal (B C, B C) CSR: one SpMM applies every replica's edits to [s, c] at once
-            vals = self.w.reshape(-1)[flat] - self.base_full.reshape(-1)[flat % (c * c)]
-            rows, cols = flat // c, (flat // (c * c)) * c + flat % c  # sorted flat: rows sorted, columns within rows
-            crow = torch.zeros(b * c + 1, dtype=torch.int64, device=flat.device)
-            crow[1:] = torch.bincount(rows, minlength=b * c).cumsum(0)
-            with warnings.catch_warnings():  # CSR is marked beta; SpMM on it is what we need and is tested
-                warnings.simplefilter("ignore", UserWarning)
-                self.delta = torch.sparse_csr_tensor(crow, cols, vals, (b * c, b * c))
+        vals = self.w.reshape(-1)[flat] - self.base_full.reshape(-1)[flat % (c * c)]  # (E,)
+        if not self.use_csr and flat.numel() <= self.GATHER_MAX:
+            self.delta = (rows, cols, vals)
+            return
+        crow = torch.zeros(b * c + 1, dtype=torch.int64, device=flat.device)  # sorted flat: rows sorted
+        crow[1:] = torch.bincount(rows, minlength=b * c).cumsum(0)
+        with warnings.catch_warnings():  # CSR is marked beta; SpMM on it is what we need and is tested
+            warnings.simplefilter("ignore", UserWarning)
+            self.csr = torch.sparse_csr_tensor(crow, cols, vals, (b * c, b * c))
+
+    def abs_row_sums(self) -> torch.Tensor:
+        """sum_j |W_ij| per replica (B, C): W0's row sums plus the change at the entries that differ (O(edits))."""
+        if self._abs_rows is None:
+            b, c, _ = self.w.shape
+            flat = self._known
+            change = self.w.reshape(-1)[flat].abs() - self.base_full.reshape(-1)[flat % (c * c)].abs()  # (E,)
+            rows = self.base_full.abs().sum(1).repeat(b)  # (B C,)
+            self._abs_rows = rows.index_add_(0, flat // c, change).view(b, c)
+        return self._abs_rows
 
     def _apply(self, s: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(W s, W c) per replica, each (B, C)."""
-        b = s.shape[0]
+        b, n = s.shape[0], self.n_base
+        both = torch.stack([s, c])  # (2, B, C)
+        if self.active is not None:
+            both = both * self.active  # inactive slots send nothing
         if self.batched_t is not None:
-            return torch.bmm(torch.stack([s, c], dim=1), self.batched_t).unbind(1)
-        both = torch.cat([s, c], dim=0)  # (2B, C)
-        n = self.n_base
-        if n == both.shape[1]:
-            out = both @ self.base_t
-        else:  # spare slots have no base synapses: their rows and columns of W0 are zero
-            out = torch.cat([both[:, :n] @ self.base_t, both.new_zeros(both.shape[0], both.shape[1] - n)], dim=1)
-        ks, kc = out.split(b)
+            return torch.bmm(both.transpose(0, 1), self.batched_t).unbind(1)
+        out = both.view(2 * b, -1)[:, :n] @ self.base_t  # (2B, C): spare slots have no base synapses
         if self.delta is not None:
-            d = (self.delta @ torch.stack([s, c], dim=2).reshape(-1, 2)).view(b, -1, 2)  # (B, C, 2)
-            ks, kc = ks + d[..., 0], kc + d[..., 1]
-        return ks, kc
+            rows, cols, vals = self.delta
+            out.view(2, -1).index_add_(1, rows, both.view(2, -1).index_select(1, cols) * vals)  # (2, B C)
+        elif self.csr is not None:
+            out = out + (self.csr @ both.view(2, -1).T).T.reshape(2 * b, -1)
+        return out.view(2, b, -1).unbind(0)
 
     def __call__(self, trig: Trig) -> torch.Tensor:
         out = None
@@ -227,23 +254,29 @@ class Controller:
             m["no_synaptogenesis"][bs, rs, cs] = pen(conn | ~pair, -inf)
             m["no_pruning"][bs, rs, cs] = pen(~(conn & pair), inf)
         if self._dirty_slots:
+            # rows of every dirty slot at once, then columns: both read the truth (w, activity), so the order only
+            # matters for degree changes at crossings, and the column pass sees those entries already current
             act = self.active > 0
-            for b, i in dict.fromkeys(self._dirty_slots):  # one slot at a time: rows and columns of two slots cross
-                for rows in (True, False):  # row i (what i listens to), then column i (who listens to i)
-                    sel = (b, i, slice(None)) if rows else (b, slice(None), i)
-                    pair = act[b, i] & act[b] & (self._pairs[i] if rows else self._pairs[:, i])  # (C,)
-                    conn = self.w[sel] != 0
-                    change = conn.long() - m["connected"][sel].long()
+            bs, ii = (torch.as_tensor(v, device=self.w.device) for v in zip(*dict.fromkeys(self._dirty_slots)))
+            for rows in (True, False):  # row i (what i listens to), then column i (who listens to i)
+                sel = (bs, ii) if rows else (bs, slice(None), ii)
+                pairs = self._pairs[ii] if rows else self._pairs[:, ii].T  # (k, C)
+                pair = act[bs, ii][:, None] & act[bs] & pairs
+                conn = (self.w[bs, ii, :] if rows else self.w[bs, :, ii]) != 0  # (k, C)
+                old = m["connected"][bs, ii, :] if rows else m["connected"][bs, :, ii]
+                change = conn.long() - old.long()
+                every = torch.arange(conn.shape[1], device=conn.device).expand_as(conn)
+                own, other = ("indeg", "outdeg") if rows else ("outdeg", "indeg")
+                m[own].index_put_((bs, ii), change.sum(1), accumulate=True)
+                m[other].index_put_((bs[:, None].expand_as(conn), every), change, accumulate=True)
+                same = self._same[ii]  # (k, C); symmetric
+                for key, value in (("pair", pair), ("connected", conn), ("no_synaptogenesis", pen(conn | ~pair, -inf)),
+                                   ("no_pruning", pen(~(conn & pair), inf)),
+                                   ("no_redundancy", pen(~(pair & same), -inf))):
                     if rows:
-                        m["indeg"][b, i] += change.sum()
-                        m["outdeg"][b] += change
+                        m[key][bs, ii, :] = value
                     else:
-                        m["outdeg"][b, i] += change.sum()
-                        m["indeg"][b] += change
-                    m["pair"][sel], m["connected"][sel] = pair, conn
-                    m["no_synaptogenesis"][sel] = pen(conn | ~pair, -inf)
-                    m["no_pruning"][sel] = pen(~(conn & pair), inf)
-                    m["no_redundancy"][sel] = pen(~(pair & self._same[i]), -inf)
+                        m[key][bs, :, ii] = value
         self._dirty_slots, self._dirty_pairs = [], []
         return m
 
@@ -553,7 +586,7 @@ class Controller:
 def make_plastic(field, cfg: Config, graph, strength: Param, harmonics, lag: Param, device, dtype) -> None:
     """Turn a built GlialNeuralField into a plastic one at capacity C (in place): slots N..C-1 start inactive."""
     n, b = cfg.neurons.count, field.omega.shape[0]
-    cap = cfg.structure.capacity or 2 * n
+    cap = cfg.structure.capacity or (2 * n if cfg.structure.neurogenesis.enabled else n)  # spare slots only if used
     w = torch.zeros(b, cap, cap, device=device, dtype=dtype)
     tgt, src, wt = graph.edges()
     w[:, torch.as_tensor(tgt), torch.as_tensor(src)] = torch.as_tensor(wt, device=device, dtype=dtype)
@@ -570,7 +603,7 @@ def make_plastic(field, cfg: Config, graph, strength: Param, harmonics, lag: Par
     spare = np.arange(pad, dtype=np.int64) % max(1, field.n_domains)
     field.neuron_dom_index = torch.as_tensor(np.concatenate([field.neuron_domain, spare]), device=device)  # (C,)
     g = field.n_glia
-    gcap = cfg.structure.glia_capacity or 2 * g
+    gcap = cfg.structure.glia_capacity or (2 * g if cfg.structure.glia_creation.enabled else g)
     gpad = gcap - g
     field.nu = torch.cat([field.nu, torch.zeros(b, gpad, device=device, dtype=dtype)], dim=1)
     field.n_glia = gcap
