@@ -267,6 +267,9 @@ class StructureConfig(_Model):
     window: float = Field(5.0, gt=0.0)  # activity the triggers read
     capacity: int = Field(0, ge=0)  # neuron slots per replica; 0 = 2 x neurons.count with neurogenesis, else neurons.count
     floor: float = Field(0.0, ge=0.0)  # reserve that must remain after paying a cost
+    # pair triggers read M sampled sources per target each evaluation, O(B C M T) instead of all pairs
+    # O(B C^2 T); 0 = all pairs (exact). For large networks (C above a few hundred) where the PLV dominates
+    candidates: int = Field(0, ge=0)
     synaptogenesis: SynapseOp = SynapseOp(threshold=0.95, cost=0.05)
     pruning: SynapseOp = SynapseOp(threshold=0.2, cost=0.0, refund=0.02)
     neurogenesis: NeurogenesisOp = NeurogenesisOp()

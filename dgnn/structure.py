@@ -61,7 +61,7 @@ class PlasticCoupling:
         base = torch.zeros_like(w[0])
         base[:n_base, :n_base] = w[0, :n_base, :n_base]
         self.base_full = base  # (C, C) W0
-        self.base_t = base[:, :n_base].T.contiguous()  # (n, C): W0^T from the initial sources to every slot
+        self.base_t = base[:n_base, :n_base].T.contiguous()  # (n, n): W0^T among the initial slots
         self.n_synapses = max(1, int((self.base_t != 0).sum()))
         self.use_csr = w.device.type != "cpu"
         self.terms = [(m, scale * amp, _cos(m * lag), _sin(m * lag)) for m, amp in harmonics]
@@ -109,6 +109,16 @@ class PlasticCoupling:
             warnings.simplefilter("ignore", UserWarning)
             self.csr = torch.sparse_csr_tensor(crow, cols, vals, (b * c, b * c))
 
+    def degrees(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Synapses in and out of each slot (B, C) each: W0's counts plus the change at the entries that differ."""
+        b, c, _ = self.w.shape
+        flat = self._known
+        change = (self.w.reshape(-1)[flat] != 0).long() - (self.base_full.reshape(-1)[flat % (c * c)] != 0).long()
+        conn0 = self.base_full != 0  # (C, C)
+        indeg = conn0.sum(1).repeat(b).index_add_(0, flat // c, change)  # (B C,) by (replica, target)
+        outdeg = conn0.sum(0).repeat(b).index_add_(0, (flat // (c * c)) * c + flat % c, change)  # by (replica, source)
+        return indeg.view(b, c), outdeg.view(b, c)
+
     def abs_row_sums(self) -> torch.Tensor:
         """sum_j |W_ij| per replica (B, C): W0's row sums plus the change at the entries that differ (O(edits))."""
         if self._abs_rows is None:
@@ -127,7 +137,9 @@ class PlasticCoupling:
             both = both * self.active  # inactive slots send nothing
         if self.batched_t is not None:
             return torch.bmm(both.transpose(0, 1), self.batched_t).unbind(1)
-        out = both.view(2 * b, -1)[:, :n] @ self.base_t  # (2B, C): spare slots have no base synapses
+        out = both.view(2 * b, -1)[:, :n] @ self.base_t  # (2B, n)
+        if n < s.shape[1]:  # spare slots have no base synapses (padding beats a 25% wider product at large N)
+            out = torch.nn.functional.pad(out, (0, s.shape[1] - n))  # (2B, C)
         if self.delta is not None:
             rows, cols, vals = self.delta
             out.view(2, -1).index_add_(1, rows, both.view(2, -1).index_select(1, cols) * vals)  # (2, B C)
@@ -149,18 +161,27 @@ class PlasticCoupling:
 
 
 def _top_pairs(score: torch.Tensor, exclude: torch.Tensor, k: int, largest: bool):
-    """Per replica the k largest (smallest) scores of a (B, C, C) array plus the penalty `exclude` (0, or -inf
+    """Per replica the k largest (smallest) scores of a (B, C, K) array (K = C, or K sampled columns) plus the penalty `exclude` (0, or -inf
     (+inf) for excluded entries, which never pass a threshold): values and (i, j), each (B, k'). The k best entries
     lie in the k rows with the best row extremes, so one reduction over all entries and a topk over k rows replace
     a topk over C^2."""
-    b, c, _ = score.shape
-    masked = score + exclude  # (B, C, C); exclude is 0 or -inf (+inf for the smallest)
+    b, c, k_cols = score.shape
+    masked = score + exclude  # (B, C, K); exclude is 0 or -inf (+inf for the smallest)
     best = masked.amax(2) if largest else masked.amin(2)  # (B, C)
     kk = min(k, c)
     rows = torch.topk(best, kk, dim=1, largest=largest).indices  # (B, kk)
-    sub = masked.gather(1, rows[:, :, None].expand(b, kk, c)).reshape(b, kk * c)
-    vals, idx = torch.topk(sub, min(k, kk * c), dim=1, largest=largest)
-    return vals, rows.gather(1, idx // c), idx % c
+    sub = masked.gather(1, rows[:, :, None].expand(b, kk, k_cols)).reshape(b, kk * k_cols)
+    vals, idx = torch.topk(sub, min(k, kk * k_cols), dim=1, largest=largest)
+    return vals, rows.gather(1, idx // k_cols), idx % k_cols
+
+
+def _penalties(conn: torch.Tensor, pair: torch.Tensor, same: torch.Tensor, dtype) -> dict[str, torch.Tensor]:
+    """Additive exclusions of the pair triggers from boolean connected / valid-pair / same-domain arrays (any
+    shape): synaptogenesis needs an unconnected pair, pruning a connected one, redundancy a same-domain pair."""
+    inf = float("inf")
+    pen = lambda mask, value: torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(mask, value)  # noqa: E731
+    return {"no_synaptogenesis": pen(conn | ~pair, -inf), "no_pruning": pen(~(conn & pair), inf),
+            "no_redundancy": pen(~(pair & same), -inf)}
 
 
 @dataclass
@@ -221,29 +242,29 @@ class Controller:
         self._synapses = (self.w != 0).sum((1, 2))
         self._cache = None
 
+    def _pairs_table(self) -> None:
+        """(C, C) valid ordered pairs (i != j; i < j when undirected) and same-domain pairs, built once."""
+        if getattr(self, "_pairs", None) is None:
+            c = self.w.shape[1]
+            eye = torch.eye(c, dtype=torch.bool, device=self.w.device)
+            self._pairs = torch.ones_like(eye).triu(1) if self.undirected else ~eye  # undirected: each pair once
+            self._same = self.domain[:, None] == self.domain[None, :]
+
     def _masks(self) -> dict[str, torch.Tensor]:
         """Candidate exclusions as (B, C, C) additive penalties (0 or an infinity: adding one is a fast
         elementwise pass, where a boolean select is not) and (B, C) degrees. Edits keep them current (rows and
         columns of created or removed slots, entries of linked pairs), so no evaluation rebuilds them from the
         O(B C^2) tensors."""
-        inf = float("inf")
         if getattr(self, "_cache", None) is None:
-            c = self.w.shape[1]
-            eye = torch.eye(c, dtype=torch.bool, device=self.w.device)
-            self._pairs = torch.ones_like(eye).triu(1) if self.undirected else ~eye  # undirected: each pair once
-            self._same = self.domain[:, None] == self.domain[None, :]
+            self._pairs_table()
             act = self.active > 0
             conn = self.w != 0
             pair = (act[:, :, None] & act[:, None, :]) & self._pairs
-            pen = lambda mask, value: torch.zeros(mask.shape, dtype=self.w.dtype, device=self.w.device).masked_fill_(mask, value)  # noqa: E731
-            self._cache = {"pair": pair, "connected": conn,
-                           "no_synaptogenesis": pen(conn | ~pair, -inf), "no_pruning": pen(~(conn & pair), inf),
-                           "no_redundancy": pen(~(pair & self._same[None]), -inf),
+            self._cache = {"pair": pair, "connected": conn, **_penalties(conn, pair, self._same[None], self.w.dtype),
                            "indeg": conn.sum(2), "outdeg": conn.sum(1)}
             self._dirty_slots, self._dirty_pairs = [], []
             return self._cache
         m = self._cache
-        pen = lambda mask, value: torch.where(mask, value, 0.0).to(self.w.dtype)  # noqa: E731
         if self._dirty_pairs:
             bs, rs, cs = (torch.as_tensor(v, device=self.w.device) for v in zip(*sorted(set(self._dirty_pairs))))
             conn, pair, old = self.w[bs, rs, cs] != 0, m["pair"][bs, rs, cs], m["connected"][bs, rs, cs]
@@ -251,8 +272,9 @@ class Controller:
             m["indeg"].index_put_((bs, rs), change, accumulate=True)
             m["outdeg"].index_put_((bs, cs), change, accumulate=True)
             m["connected"][bs, rs, cs] = conn
-            m["no_synaptogenesis"][bs, rs, cs] = pen(conn | ~pair, -inf)
-            m["no_pruning"][bs, rs, cs] = pen(~(conn & pair), inf)
+            for key, value in _penalties(conn, pair, torch.ones_like(pair), self.w.dtype).items():
+                if key != "no_redundancy":  # a link leaves the same-domain pairs as they were
+                    m[key][bs, rs, cs] = value
         if self._dirty_slots:
             # rows of every dirty slot at once, then columns: both read the truth (w, activity), so the order only
             # matters for degree changes at crossings, and the column pass sees those entries already current
@@ -270,9 +292,7 @@ class Controller:
                 m[own].index_put_((bs, ii), change.sum(1), accumulate=True)
                 m[other].index_put_((bs[:, None].expand_as(conn), every), change, accumulate=True)
                 same = self._same[ii]  # (k, C); symmetric
-                for key, value in (("pair", pair), ("connected", conn), ("no_synaptogenesis", pen(conn | ~pair, -inf)),
-                                   ("no_pruning", pen(~(conn & pair), inf)),
-                                   ("no_redundancy", pen(~(pair & same), -inf))):
+                for key, value in {"pair": pair, "connected": conn, **_penalties(conn, pair, same, self.w.dtype)}.items():
                     if rows:
                         m[key][bs, ii, :] = value
                     else:
@@ -286,14 +306,35 @@ class Controller:
         theta = torch.stack(self.buffer).permute(1, 2, 0)  # (B, C, T)
         cs, sn = torch.cos(theta), torch.sin(theta)
         n_t = theta.shape[2]
+        b_, c_ = cs.shape[:2]
+        sampled = 0 < st.candidates < c_ - 1
+        m = None if sampled else self._masks()  # sampled triggers need no (B, C, C) exclusions
+        self._pairs_table()
         # PLV^2 = |sum_t e^{i(theta_i - theta_j)}|^2 / T^2 from two real batched products over [cos, sin]:
         # Re = cos_i cos_j + sin_i sin_j, Im = sin_i cos_j - cos_i sin_j (cheaper than a complex product and abs)
-        x = torch.cat([cs, sn], dim=2)  # (B, C, 2T)
-        re = x @ x.transpose(1, 2)
-        im = x @ torch.cat([-sn, cs], dim=2).transpose(1, 2)
-        plv2 = torch.addcmul(re * re, im, im)  # (B, C, C): (T PLV)^2; thresholds are scaled to it
+        x, y = torch.cat([cs, sn], dim=2), torch.cat([-sn, cs], dim=2)  # (B, C, 2T)
+        if sampled:  # M sampled sources per replica: O(B C M T) instead of O(B C^2 T)
+            cand = torch.as_tensor(np.argsort(self.rng.random((b_, c_)), axis=1)[:, : st.candidates],
+                                   device=theta.device)  # (B, M) distinct sources, shared by the replica's targets
+            pick = lambda z: z.gather(1, cand[:, :, None].expand(-1, -1, z.shape[2])).transpose(1, 2)  # noqa: E731
+            re, im = x @ pick(x), x @ pick(y)  # (B, C, M)
+            act = self.active > 0
+            cols = cand[:, None, :].expand(-1, c_, -1)  # (B, C, M)
+            conn = self.w.gather(2, cols) != 0
+            pair = act[:, :, None] & act.gather(1, cand)[:, None, :] & self._pairs[:, cand].permute(1, 0, 2)
+            same = self.domain[:, None, None] == self.domain[cand][None]  # (C, B, M)
+            pen = _penalties(conn, pair, same.permute(1, 0, 2), self.w.dtype)
+        else:
+            cand, pen = None, m
+            re, im = x @ x.transpose(1, 2), x @ y.transpose(1, 2)  # (B, C, C)
+        plv2 = torch.addcmul(re * re, im, im)  # (B, C, C) or (B, C, M): (T PLV)^2; thresholds are scaled to it
         scale = float(n_t * n_t)
-        m = self._masks()
+
+        def pairs(exclude, k, largest):
+            vals, ii, jj = _top_pairs(plv2, exclude, k, largest)
+            if cand is not None:  # column -> sampled source
+                jj = cand.gather(1, jj)
+            return vals, ii, jj
         act = self.active > 0
         props: list[Proposal] = []
 
@@ -301,7 +342,7 @@ class Controller:
             """Per replica, the k best PLVs beyond the threshold among pairs not excluded."""
             if k == 0:
                 return
-            vals, ii, jj = _top_pairs(plv2, exclude, k, largest)
+            vals, ii, jj = pairs(exclude, k, largest)
             good = vals > threshold * scale if largest else vals < threshold * scale
             for b, o in torch.nonzero(good).tolist():
                 i, j = int(ii[b, o]), int(jj[b, o])
@@ -310,21 +351,21 @@ class Controller:
 
         if st.synaptogenesis.enabled:
             op = st.synaptogenesis
-            top(m["no_synaptogenesis"], op.max_per_interval, True, op.threshold ** 2,
+            top(pen["no_synaptogenesis"], op.max_per_interval, True, op.threshold ** 2,
                 "synaptogenesis", op.cost, op.refund, "PLV >")
         if st.pruning.enabled:
             op = st.pruning
-            top(m["no_pruning"], op.max_per_interval, False, op.threshold ** 2, "pruning", op.cost, op.refund, "PLV <")
+            top(pen["no_pruning"], op.max_per_interval, False, op.threshold ** 2, "pruning", op.cost, op.refund, "PLV <")
             if op.reserve_below > 0:  # energy pressure: starved domains shed their weakest-locked synapses
                 mean = torch.stack(self.reserves).mean(0)  # (B, D)
                 starved = (mean < op.reserve_below * self.field.metabolism.e_max)[:, self.domain]  # (B, C) by target
                 fed = torch.where(starved, 0.0, float("inf")).to(plv2.dtype)[:, :, None]  # (B, C, 1)
-                top(m["no_pruning"] + fed, op.max_per_interval, False, float("inf"), "pruning",
+                top(pen["no_pruning"] + fed, op.max_per_interval, False, float("inf"), "pruning",
                     op.cost, op.refund, "energy pressure, PLV")
         if st.neuron_removal.enabled:
             op = st.neuron_removal
-            indeg = m["indeg"]  # (B, C)
-            dormant = act & (indeg == 0) & (m["outdeg"] == 0)  # no synapse in or out
+            indeg, outdeg = self.field.neuron_coupling.degrees() if sampled else (m["indeg"], m["outdeg"])  # (B, C)
+            dormant = act & (indeg == 0) & (outdeg == 0)  # no synapse in or out
             taken = [0] * act.shape[0]
             for b, i in torch.nonzero(dormant).tolist():
                 if taken[b] < op.max_per_interval:
@@ -332,7 +373,7 @@ class Controller:
                     props.append(Proposal("neuron_removal", b, i, -1, int(self.domain[i]), op.cost, op.refund,
                                           "dormant: no synapses"))
             # the most redundant pairs of each replica, at most the cap left after dormant removals (one topk)
-            vals, ii, jj = _top_pairs(plv2, m["no_redundancy"], op.max_per_interval, True)
+            vals, ii, jj = pairs(pen["no_redundancy"], op.max_per_interval, True)
             for b, o in torch.nonzero(vals > op.redundancy ** 2 * scale).tolist():
                 if taken[b] >= op.max_per_interval:
                     continue

@@ -287,3 +287,25 @@ def test_plastic_coupling_equals_the_dense_sum_after_edits(path):
     incremental = pc(Trig(theta))
     pc.refresh(full=True, active=active)
     assert torch.allclose(pc(Trig(theta))[live], incremental[live], atol=1e-12)
+
+
+def test_sampled_candidates_propose_valid_pairs_with_their_true_plv(tmp_path):
+    """structure.candidates = M: each pair proposal is a real pair of its kind (synaptogenesis: unconnected,
+    pruning: connected) whose PLV over the window is the one reported; runs with sampling resume exactly."""
+    cfg = make(structure={**BASE["structure"], "candidates": 12, "pruning": {"threshold": 0.95, "refund": 0.01}})
+    sim = Simulation(cfg)
+    ctl = sim.controller
+    while not ctl.due(sim.record + 1):
+        sim.advance()
+    sim.advance()
+    props = [p for p in ctl.propose(sim.t) if p.op in ("synaptogenesis", "pruning")]
+    assert {p.op for p in props} == {"synaptogenesis", "pruning"}
+    theta = torch.stack(ctl.buffer)  # (T, B, C)
+    for p in props:
+        plv = torch.exp(1j * (theta[:, p.replica, p.target] - theta[:, p.replica, p.source])).mean().abs()
+        assert abs(float(plv) - float(p.reason.split()[-1])) < 1e-3
+        assert bool(ctl.w[p.replica, p.target, p.source] != 0) == (p.op == "pruning")
+        assert p.target != p.source and ctl.active[p.replica, p.target] and ctl.active[p.replica, p.source]
+    whole, done = whole_and_resumed(cfg, tmp_path, stop_after=9)
+    assert np.array_equal(done.static["structure/events"], whole.static["structure/events"])
+    assert np.array_equal(done.neuron_phase, whole.neuron_phase)
