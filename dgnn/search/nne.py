@@ -1,0 +1,193 @@
+"""Neural net evolution (NNE, seed 004 sections 2-3): link weights are W x for a genotype x in {0, 1}^n and a
+sparse weight-generation matrix W (m x n); a population sampled from allele frequencies p is scored and p moves by
+the weak-selection update, eq. (3). NNE + SignSGD (eq. 5) then trains the output layer by the sign of its gradient."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from ..learn.data import Dataset
+from ..learn.models import Readout
+from ..progress import Progress
+from .strategy import Budget, Clock, StrategyResult, finish, register_strategy
+
+
+def weak_selection_update(p: torch.Tensor, x: torch.Tensor, fitness: torch.Tensor, epsilon: float) -> torch.Tensor:
+    """Eq. (3): p' = p (1 + e f) / (1 + e fbar + e p (f - fbar)), with f (fbar) the mean fitness of the genotypes
+    that carry (lack) each allele. p (n,), x (N, n) 0/1, fitness (N,). An allele carried by all or none of the
+    population gives no contrast: its p stays (f = fbar)."""
+    has = x.sum(0)  # (n,)
+    lacks = x.shape[0] - has
+    total = fitness.sum()
+    f_has = fitness @ x  # (n,) sum of fitness over carriers
+    f = torch.where(has > 0, f_has / has.clamp_min(1), 0.0)
+    fbar = torch.where(lacks > 0, (total - f_has) / lacks.clamp_min(1), 0.0)
+    f = torch.where(has > 0, f, fbar)
+    fbar = torch.where(lacks > 0, fbar, f)
+    return p * (1 + epsilon * f) / (1 + epsilon * fbar + epsilon * p * (f - fbar))
+
+
+def weight_generation_matrix(m: int, n: int, beta: float, gen: torch.Generator, dtype=torch.float32) -> torch.Tensor:
+    """W (m, n) sparse CSR: each entry uniform in [-1, 1] with probability beta, else 0 (section 2)."""
+    keep = torch.rand(m, n, generator=gen) < beta
+    vals = torch.rand(m, n, generator=gen, dtype=dtype) * 2 - 1
+    return (vals * keep).to_sparse_csr()
+
+
+class SparseNet(nn.Module):
+    """Input -> ReLU hidden over a fixed sparse input graph -> softmax readout (section 3.1's network)."""
+
+    kind = "sparse_mlp"
+
+    def __init__(self, mask: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor):
+        super().__init__()
+        self.register_buffer("mask", mask)  # (h, d) bool
+        self.w1 = nn.Parameter(w1 * mask)  # (h, d)
+        self.readout = Readout(w2.shape[1], w2.shape[0], torch.Generator(), w2.dtype)
+        with torch.no_grad():
+            self.readout.weight.copy_(w2)  # (C, h)
+        self.readout.bias.requires_grad_(False)  # the paper's network has no biases
+
+    def forward(self, x: torch.Tensor):
+        h = torch.relu(x @ (self.w1 * self.mask).T)  # (B, h)
+        return self.readout(h), [h]
+
+    def macs(self) -> dict[str, float]:
+        return {"macs": float(self.mask.sum()) + float(self.readout.weight.numel()), "transcendentals": 0.0}
+
+
+@dataclass
+class Genome:
+    """The fixed parts of an NNE: the input graph, the weight-generation matrix, the layer sizes."""
+
+    mask: torch.Tensor  # (h, d) bool
+    edges: torch.Tensor  # (E,) flat indices of the mask's edges into (h, d)
+    w: torch.Tensor  # (E + C h, n) sparse CSR
+    n_out: int
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.mask.shape)
+
+    def weights(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Genotypes x (N, n) -> input weights (N, h, d) and output weights (N, C, h): W x for every genotype."""
+        h, d = self.shape
+        links = (self.w @ x.T).T  # (N, m)
+        e = self.edges.numel()
+        w1 = links.new_zeros(x.shape[0], h * d)
+        w1[:, self.edges] = links[:, :e]
+        return w1.view(-1, h, d), links[:, e:].reshape(-1, self.n_out, h)
+
+    def net(self, x: torch.Tensor) -> SparseNet:
+        w1, w2 = self.weights(x[None])
+        return SparseNet(self.mask, w1[0], w2[0])
+
+
+def make_genome(n_in: int, n_out: int, hidden: int, edge_prob: float, genes: int, beta: float,
+                gen: torch.Generator, dtype=torch.float32) -> Genome:
+    mask = torch.rand(hidden, n_in, generator=gen) < edge_prob
+    edges = torch.nonzero(mask.reshape(-1)).flatten()
+    m = edges.numel() + n_out * hidden
+    return Genome(mask, edges, weight_generation_matrix(m, genes, beta, gen, dtype), n_out)
+
+
+def population_fitness(genome: Genome, x: torch.Tensor, y: torch.Tensor, labels: torch.Tensor,
+                       chunk: int = 1 << 24) -> torch.Tensor:
+    """Section 3.1's delta_x = mean over samples of max(0, alpha^2 - CE), alpha = ln C, for every genotype of x
+    (N, n) on samples y (S, d): one batched product per chunk of genotypes, no loop over individuals."""
+    n_pop, (h, _), s = x.shape[0], genome.shape, y.shape[0]
+    alpha2 = math.log(genome.n_out) ** 2
+    step = max(1, chunk // max(1, s * h))
+    out = []
+    for i in range(0, n_pop, step):
+        w1, w2 = genome.weights(x[i:i + step])  # (n, h, d), (n, C, h)
+        hid = torch.relu(torch.matmul(y, w1.transpose(1, 2)))  # (n, S, h)
+        logits = torch.matmul(hid, w2.transpose(1, 2))  # (n, S, C)
+        ce = -torch.log_softmax(logits, dim=2).gather(2, labels.expand(logits.shape[0], -1)[:, :, None])[..., 0]
+        out.append((alpha2 - ce).clamp_min(0.0).mean(1))  # (n,)
+    return torch.cat(out)
+
+
+def population_fitness_loop(genome: Genome, x: torch.Tensor, y: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The same delta_x one genotype at a time (reference for the batched version and its benchmark)."""
+    alpha2 = math.log(genome.n_out) ** 2
+    out = []
+    for g in x:
+        logits, _ = genome.net(g)(y)
+        ce = nn.functional.cross_entropy(logits, labels, reduction="none")
+        out.append((alpha2 - ce).clamp_min(0.0).mean())
+    return torch.stack(out)
+
+
+def sign_sgd(net: SparseNet, x: torch.Tensor, y: torch.Tensor, steps: int, lr: float, batch: int,
+             gen: torch.Generator) -> list[float]:
+    """Eq. (5) on minibatches: w_ij -= lr sign(sum_batch (z_j - l_j) h_i), the output layer only."""
+    losses = []
+    w = net.readout.weight
+    for _ in range(steps):
+        idx = torch.randint(0, len(y), (batch,), generator=gen)
+        with torch.no_grad():
+            logits, (h,) = net(x[idx])
+            z = torch.softmax(logits, dim=1)
+            z[torch.arange(batch), y[idx]] -= 1.0  # z - l (one-hot)
+            w -= lr * torch.sign(z.T @ h)  # (C, h)
+            losses.append(float(nn.functional.cross_entropy(logits, y[idx])))
+    return losses
+
+
+@register_strategy("nne")
+class NNE:
+    """Allele frequencies evolved by eq. (3); the final network is the modal genotype (p >= 1/2)."""
+
+    sign_steps_default = 0
+
+    def __init__(self, hidden: int = 256, edge_prob: float = 0.25, genes: int = 2000, beta: float = 0.0025,
+                 population: int = 200, samples: int = 256, epsilon: float = 1.0, sign_steps: int | None = None,
+                 sign_lr: float = 1e-3, sign_batch: int = 50):
+        for key, value, ok in (("hidden", hidden, hidden >= 1), ("edge_prob", edge_prob, 0 < edge_prob <= 1),
+                               ("genes", genes, genes >= 1), ("beta", beta, 0 < beta <= 1),
+                               ("population", population, population >= 2), ("samples", samples, samples >= 1),
+                               ("epsilon", epsilon, epsilon > 0)):
+            if not ok:
+                raise ConfigError(f"strategy {self.name}.{key}: out of range, found {value}")
+        self.hidden, self.edge_prob, self.genes, self.beta = hidden, edge_prob, genes, beta
+        self.population, self.samples, self.epsilon = population, samples, epsilon
+        self.sign_steps = self.sign_steps_default if sign_steps is None else sign_steps
+        self.sign_lr, self.sign_batch = sign_lr, sign_batch
+
+    def fit(self, data: Dataset, budget: Budget, seed: int, progress: bool = False) -> StrategyResult:
+        gen = torch.Generator().manual_seed(int(seed) + 104729)
+        x = torch.as_tensor(data.x_train, dtype=torch.float32)
+        y = torch.as_tensor(data.y_train)
+        genome = make_genome(data.n_features, data.n_classes, self.hidden, self.edge_prob, self.genes, self.beta, gen)
+        p = torch.rand(self.genes, generator=gen)  # p^1 uniform in [0, 1]^n (section 3.1)
+        clock = Clock(budget)
+        hist = {"mean_fitness": [], "best_fitness": [], "allele_polarisation": []}
+        bar = Progress(total=budget.steps or None, enabled=progress, unit="gen", desc=self.name)
+        while not clock.done():
+            idx = torch.randint(0, len(y), (min(self.samples, len(y)),), generator=gen)
+            pop = (torch.rand(self.population, self.genes, generator=gen) < p).float()  # (N, n)
+            fit = population_fitness(genome, pop, x[idx], y[idx])
+            p = weak_selection_update(p, pop, fit, self.epsilon)
+            hist["mean_fitness"].append(float(fit.mean()))
+            hist["best_fitness"].append(float(fit.max()))
+            hist["allele_polarisation"].append(float((torch.minimum(p, 1 - p) < 0.05).float().mean()))
+            clock.tick()
+            bar.update(1)
+        bar.close()
+        net = genome.net((p >= 0.5).float())
+        if self.sign_steps:
+            hist["sign_sgd_loss"] = sign_sgd(net, x, y, self.sign_steps, self.sign_lr, self.sign_batch, gen)
+        return finish(net, data, clock, hist)
+
+
+@register_strategy("nne_signsgd")
+class NNESignSGD(NNE):
+    """NNE, then SignSGD on the output layer (eq. 5; a few hundred minibatches of 50 in the paper)."""
+
+    sign_steps_default = 300
