@@ -586,7 +586,8 @@ def load_config(path: str | Path, overrides: list[str] | None = None, model: typ
         raise ConfigError(f"{path}: expected a mapping of keys at the top level, found {type(data).__name__}")
     data = apply_overrides(data, overrides or [])
     model = Config if model is None else model
-    model.resolve_paths(data, path.parent)
+    if hasattr(model, "resolve_paths"):  # models holding file paths resolve them against the config's folder
+        model.resolve_paths(data, path.parent)
     return config_from_dict(data, str(path), text, model)
 
 

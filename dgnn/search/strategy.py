@@ -2,6 +2,7 @@
 under a budget, return the final model, the results-table metrics and a history of arrays for HDF5."""
 from __future__ import annotations
 
+import inspect
 import time
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -82,7 +83,16 @@ def make_strategy(name: str, **options) -> Strategy:
     """The strategy registered under `name`, built from its config keys."""
     if name not in STRATEGIES:
         raise ConfigError(f"strategy: unknown name {name!r}; valid names are {', '.join(sorted(STRATEGIES))}")
-    return STRATEGIES[name](**options)
+    cls = STRATEGIES[name]
+    keys = set()
+    for klass in cls.__mro__:  # a strategy may pass its parent's keys through **kwargs
+        if "__init__" in vars(klass):
+            keys |= {k for k, v in inspect.signature(klass.__init__).parameters.items()
+                     if k != "self" and v.kind is not inspect.Parameter.VAR_KEYWORD}
+    unknown = sorted(set(options) - keys)
+    if unknown:
+        raise ConfigError(f"strategy {name}: unknown key(s) {', '.join(unknown)}; valid keys are {', '.join(sorted(keys))}")
+    return cls(**options)
 
 
 def finish(model: nn.Module, data: Dataset, clock: Clock, history: dict, table: EnergyTable | None = None) -> StrategyResult:

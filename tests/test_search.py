@@ -1,0 +1,139 @@
+"""Structural-learning strategies: the NNE update (seed 004 eq. 3) by hand, NNE learning a linear target in the
+setting of Theorem 2, batched population scoring against the per-genotype loop, SignSGD's eq. 5, the registry."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from dgnn.errors import ConfigError
+from dgnn.learn.config import DatasetConfig
+from dgnn.learn.data import load_dataset
+from dgnn.search import Budget, make_strategy
+from dgnn.search.nne import (evolve_step, make_genome, population_fitness, population_fitness_loop, sign_sgd,
+                             weak_selection_update, weight_generation_matrix)
+
+
+def test_weak_selection_update_matches_eq3_by_hand():
+    x = torch.tensor([[1, 0, 1], [1, 1, 0], [0, 1, 1], [0, 0, 0]], dtype=torch.float64)
+    fit = torch.tensor([2.0, 1.0, 0.5, 0.0], dtype=torch.float64)
+    p = torch.tensor([0.5, 0.2, 0.9], dtype=torch.float64)
+    e = 0.1
+    # allele 0: carriers 0, 1 -> f = 1.5; others 2, 3 -> fbar = 0.25; and so on
+    f, fbar = [1.5, 0.75, 1.25], [0.25, 1.0, 0.5]
+    want = [p0 * (1 + e * a) / (1 + e * b + e * p0 * (a - b)) for p0, a, b in zip(p.tolist(), f, fbar)]
+    assert torch.allclose(weak_selection_update(p, x, fit, e), torch.tensor(want, dtype=torch.float64), atol=1e-15)
+    assert want[0] == pytest.approx(0.575 / 1.0875) and want[1] == pytest.approx(0.215 / 1.095)
+    # an allele every genotype carries (or none does) gets no contrast and keeps its frequency
+    xa = torch.tensor([[1, 0], [1, 0]], dtype=torch.float64)
+    same = weak_selection_update(torch.tensor([0.3, 0.6], dtype=torch.float64), xa, torch.tensor([1.0, 3.0]).double(), 0.5)
+    assert torch.allclose(same, torch.tensor([0.3, 0.6], dtype=torch.float64))
+
+
+def test_nne_learns_a_linear_target_theorem_2():
+    """Seed 004 Theorem 2: y uniform in the m-ball, label a.y, W_ij = +-sqrt(m/d) with probability d/m. With
+    fitness -L and epsilon = 1 / (2U) (Theorem 1's bound, U from |W| and |a|), the mean network W p aligns with a."""
+    g = torch.Generator().manual_seed(0)
+    m, n, d = 4, 120, 2
+    sign = torch.sign(torch.rand(m, n, generator=g) - 0.5)
+    w = torch.where(torch.rand(m, n, generator=g) < d / m, sign * math.sqrt(m / d), torch.zeros(m, n)).double()
+    a = torch.randn(m, generator=g, dtype=torch.float64)
+    a = 0.8 * a / a.norm()
+
+    def ball(k):
+        v = torch.randn(k, m, generator=g, dtype=torch.float64)
+        return v / v.norm(dim=1, keepdim=True) * torch.rand(k, 1, generator=g, dtype=torch.float64) ** (1 / m)
+
+    loss = lambda v: float(((v - a) ** 2).sum() / (m + 2))  # noqa: E731  E_y (v.y - a.y)^2 in the ball
+    u = float((w.norm(dim=0).sum() + a.norm()) ** 2 / (m + 2))
+    p = torch.full((n,), 0.5, dtype=torch.float64)
+    start = loss(w @ p)
+    for _ in range(10000):
+        y = ball(256)
+        p, _ = evolve_step(p, lambda x: -((y @ (x @ w.T).T - (y @ a)[:, None]) ** 2).mean(0), 50, 1 / (2 * u), g)
+    v = w @ p
+    assert float(v @ a / (v.norm() * a.norm())) > 0.95
+    assert loss(v) < 0.01 * start
+
+
+@pytest.mark.parametrize("beta", [0.01, 0.05])
+def test_weight_generation_matrix_density_and_product(beta):
+    g = torch.Generator().manual_seed(1)
+    w = weight_generation_matrix(400, 300, beta, g, torch.float64)
+    dense = w.to_dense()
+    k, total = int((dense != 0).sum()), dense.numel()
+    assert abs(k - beta * total) < 5 * math.sqrt(total * beta * (1 - beta))  # binomial, 5 sd
+    assert float(dense.abs().max()) <= 1.0
+    x = (torch.rand(7, 300, generator=g) < 0.5).double()
+    assert torch.allclose((w @ x.T).T, x @ dense.T, atol=1e-12)
+
+
+def test_batched_population_fitness_equals_the_loop():
+    g = torch.Generator().manual_seed(2)
+    genome = make_genome(12, 4, 16, 0.3, 200, 0.02, g, torch.float64)
+    x = (torch.rand(9, 200, generator=g) < 0.5).double()
+    y = torch.randn(30, 12, generator=g, dtype=torch.float64)
+    labels = torch.randint(0, 4, (30,), generator=g)
+    batched = population_fitness(genome, x, y, labels, chunk=16 * 30 * 4)  # several chunks
+    assert torch.allclose(batched, population_fitness_loop(genome, x, y, labels), atol=1e-12)
+    assert float(batched.max()) <= math.log(4) ** 2  # delta_x = mean max(0, alpha^2 - CE) <= alpha^2
+
+
+def test_sign_sgd_moves_each_output_weight_by_lr_against_the_gradient_sign():
+    g = torch.Generator().manual_seed(3)
+    genome = make_genome(8, 3, 10, 0.5, 100, 0.05, g, torch.float64)
+    net = genome.net((torch.rand(100, generator=g) < 0.5).double())
+    x = torch.randn(50, 8, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 3, (50,), generator=g)
+    before = net.readout.weight.detach().clone()
+    gen = torch.Generator().manual_seed(4)
+    sign_sgd(net, x, y, steps=1, lr=0.01, batch=50, gen=gen)
+    idx = torch.randint(0, 50, (50,), generator=torch.Generator().manual_seed(4))
+    logits, (h,) = net.__class__(net.mask, net.w1.detach(), before)(x[idx])
+    grad = (torch.softmax(logits, 1) - torch.nn.functional.one_hot(y[idx], 3)).T @ h  # (C, h): dCE/dw summed
+    assert torch.allclose(net.readout.weight.detach() - before, -0.01 * torch.sign(grad), atol=1e-15)
+
+
+def test_nne_learns_digits_0_to_4_in_a_few_hundred_generations():
+    data = load_dataset(DatasetConfig(name="digits", classes=[0, 1, 2, 3, 4]), 0)
+    res = make_strategy("nne").fit(data, Budget(steps=300), seed=0)
+    assert res.metrics["steps"] == 300 and len(res.history["mean_fitness"]) == 300
+    assert res.metrics["accuracy"] > 0.85  # chance is 0.2
+    assert np.mean(res.history["mean_fitness"][-20:]) > np.mean(res.history["mean_fitness"][:20])
+
+
+def test_strategy_registry_and_budget_errors():
+    with pytest.raises(ConfigError, match=r"unknown name 'nort'; valid names are .*nne"):
+        make_strategy("nort")
+    with pytest.raises(ConfigError, match=r"budget: set at least one"):
+        Budget()
+    with pytest.raises(ConfigError, match=r"strategy nne\.population: out of range"):
+        make_strategy("nne", population=1)
+
+
+def test_unknown_strategy_keys_are_named():
+    with pytest.raises(ConfigError, match=r"strategy sparse_sgd: unknown key\(s\) hiden; valid keys are .*hidden.*lr"):
+        make_strategy("sparse_sgd", hiden=3)
+
+
+def test_study_script_runs_and_rejects_bad_keys(tmp_path, capsys):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "simulations" / "nne_digits.py"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("tasks: [{label: t, seconds: 1}]\nstrategies: {nne: {hiden: 3}}\n")
+    run = subprocess.run([sys.executable, str(script), "--config", str(bad), "--out", str(tmp_path / "o")],
+                         capture_output=True, text=True)
+    assert run.returncode == 2 and "unknown key(s) hiden" in run.stderr and "Traceback" not in run.stderr
+    good = tmp_path / "good.yaml"
+    good.write_text("tasks: [{label: digits 0-4, classes: [0, 1, 2, 3, 4], seconds: 1.0}]\n"
+                    "strategies: {nne: {}, sparse_sgd: {}}\n")
+    run = subprocess.run([sys.executable, str(script), "--config", str(good), "--out", str(tmp_path / "o"), "--quiet"],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    import json
+
+    rows = json.loads((tmp_path / "o" / "results.json").read_text())["rows"]
+    assert [r["strategy"] for r in rows] == ["nne", "sparse_sgd"] and all(r["accuracy"] > 0.2 for r in rows)
