@@ -281,7 +281,6 @@ class Controller:
             act = self.active > 0
             bs, ii = (torch.as_tensor(v, device=self.w.device) for v in zip(*dict.fromkeys(self._dirty_slots)))
             for rows in (True, False):  # row i (what i listens to), then column i (who listens to i)
-                sel = (bs, ii) if rows else (bs, slice(None), ii)
                 pairs = self._pairs[ii] if rows else self._pairs[:, ii].T  # (k, C)
                 pair = act[bs, ii][:, None] & act[bs] & pairs
                 conn = (self.w[bs, ii, :] if rows else self.w[bs, :, ii]) != 0  # (k, C)
@@ -300,30 +299,32 @@ class Controller:
         self._dirty_slots, self._dirty_pairs = [], []
         return m
 
+    def _sampled_pairs(self, x: torch.Tensor, y: torch.Tensor, m: int):
+        """M distinct sources per replica (B, M), shared by its targets, drawn from the run's generator; the PLV
+        products against them (B, C, M) and the trigger exclusions there, read from W and the activity."""
+        b, c, _ = x.shape
+        cand = torch.as_tensor(np.argsort(self.rng.random((b, c)), axis=1)[:, :m], device=x.device)  # (B, M)
+        pick = lambda z: z.gather(1, cand[:, :, None].expand(-1, -1, z.shape[2])).transpose(1, 2)  # noqa: E731
+        act = self.active > 0
+        conn = self.w.gather(2, cand[:, None, :].expand(-1, c, -1)) != 0  # (B, C, M)
+        pair = act[:, :, None] & act.gather(1, cand)[:, None, :] & self._pairs[:, cand].permute(1, 0, 2)
+        same = (self.domain[:, None, None] == self.domain[cand][None]).permute(1, 0, 2)  # (B, C, M)
+        return cand, x @ pick(x), x @ pick(y), _penalties(conn, pair, same, self.w.dtype)
+
     # ------------------------------------------------------------------------------------------------ triggers
     def propose(self, t: float) -> list[Proposal]:
         st = self.cfg
         theta = torch.stack(self.buffer).permute(1, 2, 0)  # (B, C, T)
         cs, sn = torch.cos(theta), torch.sin(theta)
         n_t = theta.shape[2]
-        b_, c_ = cs.shape[:2]
-        sampled = 0 < st.candidates < c_ - 1
+        sampled = 0 < st.candidates < cs.shape[1] - 1
         m = None if sampled else self._masks()  # sampled triggers need no (B, C, C) exclusions
         self._pairs_table()
         # PLV^2 = |sum_t e^{i(theta_i - theta_j)}|^2 / T^2 from two real batched products over [cos, sin]:
         # Re = cos_i cos_j + sin_i sin_j, Im = sin_i cos_j - cos_i sin_j (cheaper than a complex product and abs)
         x, y = torch.cat([cs, sn], dim=2), torch.cat([-sn, cs], dim=2)  # (B, C, 2T)
         if sampled:  # M sampled sources per replica: O(B C M T) instead of O(B C^2 T)
-            cand = torch.as_tensor(np.argsort(self.rng.random((b_, c_)), axis=1)[:, : st.candidates],
-                                   device=theta.device)  # (B, M) distinct sources, shared by the replica's targets
-            pick = lambda z: z.gather(1, cand[:, :, None].expand(-1, -1, z.shape[2])).transpose(1, 2)  # noqa: E731
-            re, im = x @ pick(x), x @ pick(y)  # (B, C, M)
-            act = self.active > 0
-            cols = cand[:, None, :].expand(-1, c_, -1)  # (B, C, M)
-            conn = self.w.gather(2, cols) != 0
-            pair = act[:, :, None] & act.gather(1, cand)[:, None, :] & self._pairs[:, cand].permute(1, 0, 2)
-            same = self.domain[:, None, None] == self.domain[cand][None]  # (C, B, M)
-            pen = _penalties(conn, pair, same.permute(1, 0, 2), self.w.dtype)
+            cand, re, im, pen = self._sampled_pairs(x, y, st.candidates)
         else:
             cand, pen = None, m
             re, im = x @ x.transpose(1, 2), x @ y.transpose(1, 2)  # (B, C, C)

@@ -111,6 +111,3 @@ def write_history(result: StrategyResult, group) -> None:
         if isinstance(v, (int, float, np.floating, np.integer)):
             group.attrs[k] = v
 
-
-def dense_to_torch(x: np.ndarray, dtype=torch.float32) -> torch.Tensor:
-    return torch.as_tensor(np.ascontiguousarray(x), dtype=dtype)
