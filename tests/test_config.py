@@ -117,12 +117,10 @@ def test_exponent_floats_are_numbers(tmp_path):
 @pytest.mark.parametrize("path", sorted(Path(__file__).resolve().parents[1].joinpath("configs").glob("*.yaml")),
                          ids=lambda p: p.name)
 def test_shipped_configs_validate(path):
-    if "strategies" in yaml.safe_load(path.read_text()):  # a strategy study (simulations/nne_digits.py)
-        from dgnn.search import make_strategy
+    if "strategies" in yaml.safe_load(path.read_text()):  # a strategy study (simulations/search_digits.py)
         from dgnn.search.config import StudyConfig
 
-        study = load_config(path, model=StudyConfig)
-        assert all(make_strategy(name, **opts) for name, opts in study.strategies.items())
+        assert load_config(path, model=StudyConfig).build()
         return
     if "models" in yaml.safe_load(path.read_text()):  # a `dgnn compare` config
         from dgnn.learn.compare import load_compare_config

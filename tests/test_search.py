@@ -121,19 +121,61 @@ def test_study_script_runs_and_rejects_bad_keys(tmp_path, capsys):
     import sys
     from pathlib import Path
 
-    script = Path(__file__).resolve().parents[1] / "simulations" / "nne_digits.py"
+    script = Path(__file__).resolve().parents[1] / "simulations" / "search_digits.py"
     bad = tmp_path / "bad.yaml"
-    bad.write_text("tasks: [{label: t, seconds: 1}]\nstrategies: {nne: {hiden: 3}}\n")
+    bad.write_text("tasks: [{label: t, seconds: 1}]\nstrategies: {nne: {options: {hiden: 3}}}\n")
     run = subprocess.run([sys.executable, str(script), "--config", str(bad), "--out", str(tmp_path / "o")],
                          capture_output=True, text=True)
     assert run.returncode == 2 and "unknown key(s) hiden" in run.stderr and "Traceback" not in run.stderr
     good = tmp_path / "good.yaml"
     good.write_text("tasks: [{label: digits 0-4, classes: [0, 1, 2, 3, 4], seconds: 1.0}]\n"
-                    "strategies: {nne: {}, sparse_sgd: {}}\n")
+                    "strategies: {nne: {}, sgd: {strategy: sparse_sgd, paper: {digits 0-4: 96.0}}}\n")
     run = subprocess.run([sys.executable, str(script), "--config", str(good), "--out", str(tmp_path / "o"), "--quiet"],
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     import json
 
     rows = json.loads((tmp_path / "o" / "results.json").read_text())["rows"]
-    assert [r["strategy"] for r in rows] == ["nne", "sparse_sgd"] and all(r["accuracy"] > 0.2 for r in rows)
+    assert [r["strategy"] for r in rows] == ["nne", "sgd"] and all(r["accuracy"] > 0.2 for r in rows)
+    assert rows[1]["paper_mnist"] == 96.0
+
+
+def test_dopamine_step_moves_only_the_fired_links_of_wrong_predictions():
+    from dgnn.search.dnn import CappedNet, dopamine_step
+
+    g = torch.Generator().manual_seed(5)
+    w1 = torch.randn(6, 4, generator=g)
+    w2 = torch.randn(3, 6, generator=g)
+    net = CappedNet(torch.ones(6, 4, dtype=torch.bool), w1, w2)
+    x = torch.randn(8, 4, generator=g)
+    logits, (h,) = net(x)
+    pred = logits.argmax(1)
+    y = pred.clone()
+    y[:3] = (pred[:3] + 1) % 3  # three wrong predictions, five right
+    before = net.readout.weight.detach().clone()
+    dopamine_step(net, x, y, lr=0.1)
+    want = before.clone()
+    for b in range(3):  # right predictions change nothing
+        want[y[b]] += 0.1 * (h[b] > 0).float()  # the correct output's links from the active units: potentiated
+        want[pred[b]] -= 0.1 * (h[b] > 0).float()  # the links that fired into the wrong winner: depressed
+    assert torch.allclose(net.readout.weight.detach(), want, atol=1e-6)
+
+
+def test_k_cap_keeps_the_k_largest_hidden_units():
+    from dgnn.search.dnn import CappedNet
+
+    g = torch.Generator().manual_seed(6)
+    net = CappedNet(torch.ones(50, 8, dtype=torch.bool), torch.randn(50, 8, generator=g), torch.zeros(3, 50), k=5)
+    x = torch.randn(20, 8, generator=g)
+    _, (h,) = net(x)
+    full = torch.relu(x @ net.w1.T)  # (20, 50) uncapped
+    top = full.topk(5, dim=1)
+    assert torch.equal(h.gather(1, top.indices), top.values)  # the 5 largest fire unchanged
+    assert int((h > 0).sum()) == int((top.values > 0).sum())  # and nothing else does
+
+
+@pytest.mark.parametrize("rule, floor", [("dopamine", 0.85), ("signsgd", 0.85), ("sgd", 0.9)])
+def test_dnn_rules_learn_digits(rule, floor):
+    data = load_dataset(DatasetConfig(name="digits"), 0)
+    res = make_strategy("dnn", rule=rule, k_cap=100, hidden=500).fit(data, Budget(steps=3), seed=0)
+    assert res.metrics["accuracy"] > floor and res.metrics["steps"] == 3

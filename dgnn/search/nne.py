@@ -141,16 +141,20 @@ def sign_sgd(net: SparseNet, x: torch.Tensor, y: torch.Tensor, steps: int, lr: f
              gen: torch.Generator) -> list[float]:
     """Eq. (5) on minibatches: w_ij -= lr sign(sum_batch (z_j - l_j) h_i), the output layer only."""
     losses = []
-    w = net.readout.weight
     for _ in range(steps):
         idx = torch.randint(0, len(y), (batch,), generator=gen)
-        with torch.no_grad():
-            logits, (h,) = net(x[idx])
-            z = torch.softmax(logits, dim=1)
-            z[torch.arange(batch), y[idx]] -= 1.0  # z - l (one-hot)
-            w -= lr * torch.sign(z.T @ h)  # (C, h)
-            losses.append(float(nn.functional.cross_entropy(logits, y[idx])))
+        losses.append(sign_step(net, x[idx], y[idx], lr))
     return losses
+
+
+def sign_step(net: SparseNet, x: torch.Tensor, y: torch.Tensor, lr: float) -> float:
+    """Eq. (5) on one minibatch; returns its cross-entropy before the step."""
+    with torch.no_grad():
+        logits, (h,) = net(x)
+        z = torch.softmax(logits, dim=1)
+        z[torch.arange(len(y)), y] -= 1.0  # z - l (one-hot)
+        net.readout.weight -= lr * torch.sign(z.T @ h)  # (C, h)
+        return float(nn.functional.cross_entropy(logits, y))
 
 
 @register_strategy("nne")

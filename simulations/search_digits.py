@@ -1,9 +1,10 @@
-"""NNE, NNE + SignSGD and SGD on digits 0-4 and 0-9 (seed 004, Table 1 at reduced scale).
+"""Strategies x digits tasks x seeds, beside the source paper's numbers (seed 004's Tables 1 and 2 at reduced scale).
 
-    python simulations/nne_digits.py [--config configs/nne_digits.yaml] [--out outputs/nne_digits] [--quiet]
+    python simulations/search_digits.py [--config configs/nne_digits.yaml] [--out outputs/nne_digits] [--quiet]
+    python simulations/search_digits.py --config configs/dnn_digits.yaml --out outputs/dnn_digits
 
 Writes results.csv / results.json (one row per task x strategy x seed, and means) and history.h5 (per-run
-histories: mean and best fitness per generation, allele polarisation, SignSGD / SGD losses).
+histories: fitness per generation and allele polarisation for NNE, losses for the gradient and plasticity rules).
 """
 from __future__ import annotations
 
@@ -17,19 +18,15 @@ from dgnn.config import load_config
 from dgnn.errors import ConfigError
 from dgnn.learn.config import DatasetConfig
 from dgnn.learn.data import load_dataset
-from dgnn.search import Budget, make_strategy
+from dgnn.search import Budget
 from dgnn.search.config import StudyConfig
 from dgnn.search.strategy import write_history
-
-PAPER = {("digits 0-4", "nne"): 92.1, ("digits 0-9", "nne"): 78.8, ("digits 0-4", "nne_signsgd"): 91.6,
-         ("digits 0-9", "nne_signsgd"): 85.6, ("digits 0-4", "sparse_sgd"): 96.0, ("digits 0-9", "sparse_sgd"): 88.2}
-
 
 def main(argv=None) -> int:
     args = study_args(__doc__, "configs/nne_digits.yaml", "outputs/nne_digits", argv)
     try:
         study = load_config(args.config, model=StudyConfig)
-        strategies = {name: make_strategy(name, **opts) for name, opts in study.strategies.items()}
+        strategies = study.build()
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -41,12 +38,13 @@ def main(argv=None) -> int:
             for seed in range(study.seeds):
                 data = load_dataset(DatasetConfig(name="digits", classes=task.classes), seed)
                 for name, strategy in strategies.items():
-                    res = strategy.fit(data, Budget(seconds=task.seconds), seed, progress=not args.quiet)
+                    res = strategy.fit(data, Budget(steps=task.steps, seconds=task.seconds), seed, progress=not args.quiet)
                     write_history(res, h5.create_group(f"{task.label}/{name}/seed{seed}"))
                     rows.append({"task": task.label, "strategy": name, "seed": seed,
                                  "accuracy": res.metrics["accuracy"], "information_bits": res.metrics["information_bits"],
                                  "steps": res.metrics["steps"], "seconds": res.metrics["train_seconds"],
-                                 "macs": res.metrics["macs"], "paper_mnist": PAPER.get((task.label, name), "")})
+                                 "macs": res.metrics["macs"],
+                                 "paper_mnist": study.strategies[name].paper.get(task.label, "")})
                     if not args.quiet:
                         print(f"{task.label} {name} seed {seed}: accuracy {res.metrics['accuracy']:.3f} "
                               f"({res.metrics['steps']} steps, {res.metrics['train_seconds']:.0f} s)", flush=True)
@@ -56,12 +54,12 @@ def main(argv=None) -> int:
             acc = [r["accuracy"] for r in rows if r["task"] == task.label and r["strategy"] == name]
             means.append({"task": task.label, "strategy": name, "accuracy_mean": float(np.mean(acc)),
                           "accuracy_sd": float(np.std(acc, ddof=1)) if len(acc) > 1 else 0.0,
-                          "paper_mnist": PAPER.get((task.label, name), "")})
+                          "paper_mnist": study.strategies[name].paper.get(task.label, "")})
     write_table(args.out, rows, {"means": means})
     if not args.quiet:
         for m in means:
-            print(f"{m['task']:11s} {m['strategy']:12s} {100 * m['accuracy_mean']:.1f} +/- {100 * m['accuracy_sd']:.1f}"
-                  f"   (seed 004 on MNIST: {m['paper_mnist']})")
+            print(f"{m['task']:11s} {m['strategy']:20s} {100 * m['accuracy_mean']:.1f} +/- {100 * m['accuracy_sd']:.1f}"
+                  f"   (paper: {m['paper_mnist'] or '-'})")
     return 0
 
 
