@@ -179,3 +179,31 @@ def test_dnn_rules_learn_digits(rule, floor):
     data = load_dataset(DatasetConfig(name="digits"), 0)
     res = make_strategy("dnn", rule=rule, k_cap=100, hidden=500).fit(data, Budget(steps=3), seed=0)
     assert res.metrics["accuracy"] > floor and res.metrics["steps"] == 3
+
+
+def test_strategies_run_through_dgnn_compare(tmp_path):
+    """kind: strategy models sit in the same results table, summary, ANOVA input and HDF5 histories as MLPs;
+    they run once per seed (at the first lambda), and bad strategy keys fail at config time."""
+    import h5py
+
+    from dgnn.config import config_from_dict
+    from dgnn.learn.compare import compare
+    from dgnn.learn.config import CompareConfig
+
+    cfg = config_from_dict({
+        "name": "t", "seeds": 1, "datasets": [{"name": "digits", "classes": [0, 1, 2]}], "lambdas": [0.0, 1.0],
+        "models": {"mlp": {"kind": "mlp", "hidden": [16]},
+                   "nne": {"kind": "strategy", "strategy": "nne", "options": {"population": 20},
+                           "budget": {"steps": 15}}},
+        "train": {"epochs": 3}}, model=CompareConfig)
+    res = compare(cfg, tmp_path / "c", progress=False)
+    kinds = sorted((r["model"], r["lambda"]) for r in res.rows)
+    assert kinds == [("mlp", 0.0), ("mlp", 1.0), ("nne", 0.0)]
+    nne = next(r for r in res.rows if r["model"] == "nne")
+    assert nne["epochs"] == 15 and nne["accuracy"] > 1 / 3 and nne["macs"] > 0
+    with h5py.File(tmp_path / "c" / "results.h5") as h5:
+        hist = [h5["history"][k] for k in h5["history"] if h5["history"][k].attrs["model"] == "nne"][0]
+        assert hist["mean_fitness"].shape == (15,)
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) populaton"):
+        config_from_dict({"models": {"n": {"kind": "strategy", "strategy": "nne", "options": {"populaton": 3}}}},
+                         model=CompareConfig)

@@ -66,7 +66,8 @@ def compare(cfg: CompareConfig, out: str | Path, *, resume: bool = False, overwr
     torch.set_num_threads(cfg.threads)
     dtype = torch.float64 if cfg.dtype == "float64" else torch.float32
     jobs = [(d, name, lam, seed) for d in cfg.datasets for name in cfg.models for lam in cfg.lambdas
-            for seed in range(cfg.seeds)]
+            for seed in range(cfg.seeds) if lam == cfg.lambdas[0] or cfg.models[name].kind != "strategy"]
+    # a strategy has its own objective: it runs once per seed, at the first lambda
     todo = [j for j in jobs if (j[0].label, j[1], j[2], j[3]) not in done]
     bar = Progress(total=len(jobs), initial=len(jobs) - len(todo), enabled=progress, unit="run", desc=cfg.name)
     ran, status = 0, "complete"
@@ -83,7 +84,10 @@ def compare(cfg: CompareConfig, out: str | Path, *, resume: bool = False, overwr
             data = cache[(dcfg.label, seed)]
             mcfg = _resolve_model(cfg, name, data)
             t0 = time.perf_counter()
-            row, res = fit(mcfg, data, cfg.train, seed, lam, cfg.energy, cfg.energy_table, dtype=dtype)
+            if mcfg.kind == "strategy":
+                row, res = _fit_strategy(mcfg, data, seed, cfg.energy_table)
+            else:
+                row, res = fit(mcfg, data, cfg.train, seed, lam, cfg.energy, cfg.energy_table, dtype=dtype)
             row = {"dataset": dcfg.label, "model": name, "kind": mcfg.kind, "lambda": lam, "seed": seed,
                    "hidden": "-".join(map(str, mcfg.hidden)), **row,
                    "phase_gap_rad": settle_gap(res.model, data.x_test[:256]),
@@ -102,6 +106,21 @@ def compare(cfg: CompareConfig, out: str | Path, *, resume: bool = False, overwr
     rows = [done[(d.label, n, lam, s)] for d, n, lam, s in jobs if (d.label, n, lam, s) in done]
     summary, anova = write_results(out, cfg, rows)
     return CompareResult(out, rows, summary, anova, ran, status)
+
+
+def _fit_strategy(mcfg, data, seed: int, table):
+    """A structural-learning strategy's fit as a results-table row (its history as lists for runs.jsonl)."""
+    from types import SimpleNamespace
+
+    from ..search import Budget, make_strategy
+    from .measures import joules
+
+    res = make_strategy(mcfg.strategy, **mcfg.options).fit(data, Budget(**mcfg.budget), seed)
+    row = dict(res.metrics)
+    row["joules_per_inference"] = joules(res.model.macs(), row["parameters"], table)  # this comparison's table
+    row["epochs"] = row["steps"]
+    history = {k: np.asarray(v).tolist() for k, v in res.history.items()}
+    return row, SimpleNamespace(model=res.model, history=history)
 
 
 def _resolve_model(cfg: CompareConfig, name: str, data):
@@ -168,9 +187,10 @@ def write_results(out: Path, cfg: CompareConfig, rows: list[dict]) -> tuple[list
     with h5py.File(out / "results.h5", "w") as h5:
         h5.attrs["config"] = config_to_yaml(cfg)
         g = h5.create_group("runs")
-        for k in dict.fromkeys(k for r in flat for k in r):
-            vals = [r.get(k, "") for r in flat]
-            g.create_dataset(k, data=np.array(vals, dtype=h5py.string_dtype()) if isinstance(vals[0], str) else np.array(vals))
+        for k in dict.fromkeys(k for r in flat for k in r):  # a column some kinds lack (steps) is nan / "" there
+            text = any(isinstance(r.get(k), str) for r in flat)
+            vals = [r.get(k, "" if text else np.nan) for r in flat]
+            g.create_dataset(k, data=np.array([str(v) for v in vals], dtype=h5py.string_dtype()) if text else np.array(vals))
         hg = h5.create_group("history")
         for i, r in enumerate(rows):
             run = hg.create_group(f"{i:05d}")

@@ -41,7 +41,11 @@ class DatasetConfig(_Model):
 class ModelConfig(_Model):
     """A weight-based MLP or a phase-based oscillator network (see README 'Learning')."""
 
-    kind: Literal["mlp", "oscillator"]
+    kind: Literal["mlp", "oscillator", "strategy"]
+    # kind: strategy runs a registered structural-learning strategy (dgnn.search) instead of train():
+    strategy: str | None = None  # its registered name (nne, nne_signsgd, sparse_sgd, dnn, ...)
+    options: dict = {}  # its keys, checked by dgnn.search.make_strategy
+    budget: dict = {}  # steps / seconds / energy for its fit (dgnn.search.Budget)
     hidden: list[int] = [128]
     activation: Literal["relu", "tanh", "sigmoid", "gelu"] = "relu"  # mlp
     # oscillator networks
@@ -69,6 +73,15 @@ class ModelConfig(_Model):
             raise ValueError("hidden must list at least one layer width")
         if any(h < 1 for h in self.hidden):
             raise ValueError(f"layer widths must be >= 1, found {self.hidden}")
+        if (self.kind == "strategy") != (self.strategy is not None):
+            raise ValueError("'strategy' names the registered strategy of kind: strategy (and only of that kind)")
+        if self.kind == "strategy" and (self.match_parameters or self.train):
+            raise ValueError("a strategy sets its own network and training: drop match_parameters / train")
+        if self.kind == "strategy":
+            from ..search import Budget, make_strategy
+
+            make_strategy(self.strategy, **self.options)  # unknown names or keys fail here, with the valid ones
+            Budget(**self.budget)
         if self.potential == "kuramoto" and self.b != 0.0:
             raise ValueError("b is the HKB second harmonic; set potential: hkb to use it")
         return self
