@@ -88,19 +88,26 @@ class _StopFlag:
             signal.signal(sig, handler)
 
 
+def _check_source(args, cmd: str, extra: str = "", stored: str = "config") -> None:
+    """--resume DIR excludes a config and its overrides (and `extra`, e.g. grid); without it a config is needed."""
+    if args.resume:
+        if args.config or args.overrides or (extra and getattr(args, extra)):
+            given = f"config, --{extra} or --set" if extra else "config or --set"
+            raise ConfigError(f"dgnn {cmd} --resume DIR takes no {given}: the stored {stored} is used")
+    elif not args.config:
+        raise ConfigError(f"dgnn {cmd}: give a config file (or --resume DIR)")
+
+
 def _cmd_run(args) -> int:
     from . import simulation
     from .config import load_config
 
     stop = _StopFlag()
+    _check_source(args, "run")
     if args.resume:
-        if args.config or args.overrides:
-            raise ConfigError("dgnn run --resume DIR takes no config or --set: the stored config is used")
         stop.install()
         res = simulation.resume(args.resume, progress=not args.quiet, should_stop=stop, device=args.device)
     else:
-        if not args.config:
-            raise ConfigError("dgnn run: give a config file (or --resume DIR)")
         cfg = load_config(args.config, args.overrides)
         stop.install()
         res = simulation.run(cfg, args.out, overwrite=args.overwrite, progress=not args.quiet, should_stop=stop,
@@ -135,14 +142,11 @@ def _cmd_sweep(args) -> int:
     from .sweep import parse_grid, resume_sweep, sweep
 
     stop = _StopFlag()
+    _check_source(args, "sweep", "grid", "sweep")
     if args.resume:
-        if args.config or args.grid or args.overrides:
-            raise ConfigError("dgnn sweep --resume DIR takes no config, --grid or --set: the stored sweep is used")
         stop.install()
         res = resume_sweep(args.resume, progress=not args.quiet, should_stop=stop)
     else:
-        if not args.config:
-            raise ConfigError("dgnn sweep: give a config file (or --resume DIR)")
         cfg = load_config(args.config, args.overrides)
         grid = parse_grid(args.grid)
         stop.install()
@@ -164,16 +168,13 @@ def _cmd_compare(args) -> int:
     from .learn.compare import compare, load_compare_config
 
     stop = _StopFlag()
+    _check_source(args, "compare")
     if args.resume:
-        if args.config or args.overrides:
-            raise ConfigError("dgnn compare --resume DIR takes no config or --set: the stored config is used")
         from pathlib import Path
 
         stop.install()
         res = compare(None, Path(args.resume), resume=True, progress=not args.quiet, should_stop=stop)
     else:
-        if not args.config:
-            raise ConfigError("dgnn compare: give a config file (or --resume DIR)")
         cfg = load_compare_config(args.config, args.overrides)
         if args.out is None:
             from .simulation import default_run_dir

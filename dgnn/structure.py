@@ -109,24 +109,25 @@ class PlasticCoupling:
             warnings.simplefilter("ignore", UserWarning)
             self.csr = torch.sparse_csr_tensor(crow, cols, vals, (b * c, b * c))
 
-    def degrees(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Synapses in and out of each slot (B, C) each: W0's counts plus the change at the entries that differ."""
+    def _sums(self, fn, dim: int) -> torch.Tensor:
+        """sum of fn(W) over targets' rows (dim=1: per target) or columns (dim=0: per source), (B, C): W0's sums plus
+        the change at the entries known to differ from W0, O(edits) instead of a pass over (B, C, C)."""
         b, c, _ = self.w.shape
         flat = self._known
-        change = (self.w.reshape(-1)[flat] != 0).long() - (self.base_full.reshape(-1)[flat % (c * c)] != 0).long()
-        conn0 = self.base_full != 0  # (C, C)
-        indeg = conn0.sum(1).repeat(b).index_add_(0, flat // c, change)  # (B C,) by (replica, target)
-        outdeg = conn0.sum(0).repeat(b).index_add_(0, (flat // (c * c)) * c + flat % c, change)  # by (replica, source)
-        return indeg.view(b, c), outdeg.view(b, c)
+        dt = self.w.dtype
+        change = fn(self.w.reshape(-1)[flat]).to(dt) - fn(self.base_full.reshape(-1)[flat % (c * c)]).to(dt)  # (E,)
+        slot = flat // c if dim == 1 else (flat // (c * c)) * c + flat % c  # (replica, target) or (replica, source)
+        return fn(self.base_full).to(dt).sum(dim).repeat(b).index_add_(0, slot, change).view(b, c)
+
+    def degrees(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Synapses in and out of each slot (B, C) each."""
+        nonzero = lambda v: v != 0  # noqa: E731
+        return self._sums(nonzero, 1).round().long(), self._sums(nonzero, 0).round().long()
 
     def abs_row_sums(self) -> torch.Tensor:
-        """sum_j |W_ij| per replica (B, C): W0's row sums plus the change at the entries that differ (O(edits))."""
+        """sum_j |W_ij| per replica (B, C), cached until the next refresh."""
         if self._abs_rows is None:
-            b, c, _ = self.w.shape
-            flat = self._known
-            change = self.w.reshape(-1)[flat].abs() - self.base_full.reshape(-1)[flat % (c * c)].abs()  # (E,)
-            rows = self.base_full.abs().sum(1).repeat(b)  # (B C,)
-            self._abs_rows = rows.index_add_(0, flat // c, change).view(b, c)
+            self._abs_rows = self._sums(torch.abs, 1)
         return self._abs_rows
 
     def _apply(self, s: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
