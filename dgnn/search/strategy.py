@@ -85,9 +85,12 @@ def make_strategy(name: str, **options) -> Strategy:
     cls = STRATEGIES[name]
     keys = set()
     for klass in cls.__mro__:  # a strategy may pass its parent's keys through **kwargs
-        if "__init__" in vars(klass):
-            keys |= {k for k, v in inspect.signature(klass.__init__).parameters.items()
-                     if k != "self" and v.kind is not inspect.Parameter.VAR_KEYWORD}
+        if "__init__" not in vars(klass):
+            continue
+        params = inspect.signature(klass.__init__).parameters.values()
+        keys |= {p.name for p in params if p.name != "self" and p.kind is not inspect.Parameter.VAR_KEYWORD}
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+            break
     unknown = sorted(set(options) - keys)
     if unknown:
         raise ConfigError(f"strategy {name}: unknown key(s) {', '.join(unknown)}; valid keys are {', '.join(sorted(keys))}")

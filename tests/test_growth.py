@@ -1,0 +1,216 @@
+"""NORTH*, DYNO, DARTS / DARTS-PRIME and metabolic gating (seed 001 sections 5-7): triggers fire and stop,
+insertion preserves the function, the rank scores are exact, DARTS discretises to the top-2 distinct-source
+operators, the FIMT schedule keeps its step ratio, and gated growth never spends more than the reserve holds."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from dgnn.errors import ConfigError
+from dgnn.learn.config import DatasetConfig
+from dgnn.learn.data import Dataset, load_dataset
+from dgnn.metabolism import imbalance
+from dgnn.search import Budget, make_strategy
+from dgnn.search.darts import OPS, Schedule, discretize, edges_of, projection
+from dgnn.search.dyno import grow_count, prune_count, select_prune
+from dgnn.search.growing import GrowingMLP, candidate_scores, effective_dimension, singular_values
+from dgnn.search.north import growth_count
+
+
+def _toy(n_f: int, seed: int = 0) -> Dataset:
+    return load_dataset(DatasetConfig(name="north_toy", features=n_f, samples=2000), seed)
+
+
+# ------------------------------------------------------------------------------------------------------ metrics
+def test_candidate_scores_equal_the_eps_rank_of_each_augmented_layer():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(300, 6, generator=g)
+    existing = torch.relu(x @ torch.randn(6, 40, generator=g)) * 0.05
+    cand = torch.relu(x @ torch.randn(6, 30, generator=g)) * torch.rand(30, generator=g) * 0.1
+    scores = candidate_scores(existing, cand, eps=0.01)
+    brute = [float((singular_values(torch.cat([existing, cand[:, k:k + 1]], 1)) > 0.01).sum()) for k in range(30)]
+    assert scores.floor().tolist() == brute
+    assert len(set(brute)) == 2  # the case holds candidates that add a dimension and candidates that do not
+    assert bool(((scores - scores.floor()) < 0.5).all())
+
+
+def test_effective_dimension_counts_independent_columns():
+    g = torch.Generator().manual_seed(2)
+    base = torch.randn(500, 3, generator=g)
+    h = torch.cat([base, base @ torch.randn(3, 5, generator=g)], 1)  # 8 neurons spanning 3 dimensions
+    assert effective_dimension(h) == pytest.approx(3 / 8)
+
+
+def test_growth_count_thresholds_the_rank():
+    # a full-rank layer of 4 at gamma 0.97: 4 - floor(3.88) = 1 neuron (eq. 28 with the floor on the threshold)
+    assert growth_count(4, 1.0, 1.0, 0.97) == 1
+    assert growth_count(100, 1.0, 1.0, 0.97) == 3
+    assert growth_count(100, 0.96, 1.0, 0.97) == 0  # below the threshold: no growth (never negative)
+    assert prune_count(100, 0.90, 1.0, 0.03) == 7 and prune_count(100, 0.99, 1.0, 0.03) == 0
+    assert grow_count(100, 0.60, 0.5, 0.03) == 8 and grow_count(100, 0.5, 0.5, 0.03) == 0
+
+
+# ---------------------------------------------------------------------------------------------------- insertion
+@pytest.mark.parametrize("init", ["select", "pre", "random", "weight", "gradmax"])
+def test_insertion_is_function_preserving(init):
+    data = _toy(8)
+    north = make_strategy("north", init=init, hidden=[6, 5], max_width=64, buffer=256)
+    g = torch.Generator().manual_seed(0)
+    model = GrowingMLP(64, [6, 5], 2, g)
+    x = torch.as_tensor(data.x_train[:256], dtype=torch.float32)
+    y = torch.as_tensor(data.y_train[:256])
+    from dgnn.search.north import auxiliary_gradient
+
+    before = model(x)[0].detach()
+    for layer in (0, 1):
+        aux = auxiliary_gradient(model, layer, x, y)[0] if init == "gradmax" else None
+        w_in, b_in, w_out = north.new_neurons(model, layer, 3, g, x, aux)
+        assert w_in.shape[0] >= 1
+        model.add(layer, w_in, b_in, w_out)
+    assert model.widths[0] > 6 and model.widths[1] > 5
+    assert torch.allclose(model(x)[0].detach(), before, atol=1e-6)
+
+
+def test_removing_a_neuron_without_fan_out_preserves_the_function_and_adam_state():
+    g = torch.Generator().manual_seed(3)
+    model = GrowingMLP(5, [4], 3, g)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    x = torch.randn(20, 5, generator=g)
+    model(x)[0].sum().backward()
+    opt.step()
+    keep_state = opt.state[model.weights[0]]["exp_avg"][[0, 1, 3]].clone()
+    with torch.no_grad():
+        model.readout.weight[:, 2] = 0.0
+    before = model(x)[0].detach()
+    model.remove(0, torch.tensor([2]), opt)
+    assert model.widths == [3]
+    assert torch.allclose(model(x)[0].detach(), before, atol=1e-6)
+    assert torch.equal(opt.state[model.weights[0]]["exp_avg"], keep_state)  # moments follow their neurons
+    assert all(p in {q for grp in opt.param_groups for q in grp["params"]} for p in model.parameters())
+    model.add(0, torch.ones(2, 5), torch.zeros(2), torch.zeros(3, 2), opt)
+    assert opt.state[model.weights[0]]["exp_avg"].shape == (5, 5)
+    assert float(opt.state[model.weights[0]]["exp_avg"][3:].abs().sum()) == 0.0  # new entries start at 0
+
+
+# ----------------------------------------------------------------------------------------------------- triggers
+def test_activation_trigger_fires_then_stops_below_the_maximum():
+    """n_f = 2 independent features: the first layer's ReLU features saturate their eps-rank at a few dozen; the
+    layer grows from 4 and then stays, well below max_width."""
+    res = make_strategy("north_select", hidden=[4], max_width=128, buffer=256).fit(_toy(2), Budget(steps=300), 0)
+    w = res.history["widths"][:, 0]
+    assert w[0] > 4  # fires at once
+    assert 6 < w[-1] < 128
+    assert (w[-100:] == w[-1]).all()  # converged: no growth in the last 100 steps
+    assert res.metrics["accuracy"] > 0.9
+
+
+def test_weight_trigger_stops_at_the_input_dimension():
+    """NORTH-Weight cannot exceed rank W_l <= fan-in: 64 inputs (the thesis, section 6.3.2)."""
+    res = make_strategy("north_weight", hidden=[4], max_width=128, buffer=256).fit(_toy(4), Budget(steps=250), 0)
+    w = res.history["widths"][:, 0]
+    assert w[-1] == 64 and (w[-50:] == 64).all()
+
+
+def test_gradient_trigger_fires_and_stops():
+    res = make_strategy("gradmax", hidden=[4], max_width=128, buffer=256).fit(_toy(4), Budget(steps=300), 0)
+    w = res.history["widths"][:, 0]
+    assert w[-1] > 4 and w[-1] < 128
+    assert (w[-50:] == w[-1]).all()
+
+
+def test_select_prune_takes_dormant_neurons_then_duplicates():
+    g = torch.Generator().manual_seed(4)
+    base = torch.relu(torch.randn(200, 4, generator=g))
+    h = torch.cat([base, base[:, :1] * 2.0, torch.zeros(200, 1)], 1)  # neuron 4 duplicates 0, neuron 5 is dormant
+    assert select_prune(h, 1).tolist() == [5]
+    assert select_prune(h, 2).tolist() in ([0, 5], [4, 5])
+
+
+def test_dyno_fine_tunes_a_pretrained_net_and_prunes_when_the_inputs_lose_dimensions():
+    """Pre-train on digits 0-4, fine-tune on 5-9 with half the pixels blanked: the first layer's effective
+    dimension falls below its source baseline, so eq. (38) prunes it at the first evaluation."""
+    src = load_dataset(DatasetConfig(name="digits", classes=[0, 1, 2, 3, 4]), 0)
+    dst = load_dataset(DatasetConfig(name="digits", classes=[5, 6, 7, 8, 9]), 0)
+    blank = lambda a: np.concatenate([a[:, :32], np.zeros_like(a[:, 32:])], 1)  # noqa: E731
+    dst = Dataset("blanked", blank(dst.x_train), dst.y_train, blank(dst.x_val), dst.y_val, blank(dst.x_test), dst.y_test)
+    pre = make_strategy("static_mlp", hidden=[96, 32]).fit(src, Budget(steps=200), 0)
+    res = make_strategy("dyno", epsilon=0.1, every=20, lr=1e-3).fit(dst, Budget(steps=200), 0, model=pre.model,
+                                                                    source=src)
+    assert res.metrics["accuracy"] > 0.8
+    assert res.model.readout.weight.shape == (5, res.model.widths[-1])
+    h = res.history
+    assert h["widths"].shape == (200, 2)
+    assert h["pruned"][0, 0] > 0  # the shift prunes layer 1 at once
+    assert np.array_equal(np.cumsum(h["grown"] - h["pruned"], 0) + [96, 32], h["widths"])  # widths follow events
+
+
+# ----------------------------------------------------------------------------------------------------- gating
+def test_gated_growth_never_spends_more_than_the_reserve():
+    gate = {"metabolism": {"enabled": True, "supply": 0.5, "e_init": 3.0, "e_max": 5.0, "p_base": 0.001, "p_act": 0.0,
+                           "p_syn": 0.0}, "glia": 1, "dt": 0.05, "grow_cost": 1.0, "floor": 0.5}
+    free = make_strategy("north_select", hidden=[4], max_width=64, buffer=128).fit(_toy(8), Budget(steps=150), 0)
+    gated = make_strategy("north_select", hidden=[4], max_width=64, buffer=128, gate=gate).fit(_toy(8), Budget(steps=150), 0)
+    h = gated.history
+    grown = h["grown"][:, 0].sum()
+    assert grown < free.history["grown"][:, 0].sum()  # the budget binds
+    assert grown <= (h["requested"][:, 0]).sum()
+    assert float(h["ledger_structural"][0]) == pytest.approx(grown * 1.0)
+    assert float(h["reserve"][:, 0].min()) >= 0.5 - 1e-9  # never below the floor after paying
+    supplied = float(h["ledger_supplied"][0])
+    assert grown * 1.0 <= 3.0 - 0.5 + supplied + 1e-9  # spent at most the initial reserve above the floor + supply
+    led = {k[len("ledger_"):]: np.array([[v[0]]]) for k, v in h.items() if k.startswith("ledger_")}
+    e = np.array([[3.0], [h["reserve"][-1, 0]]])
+    assert abs(float(imbalance(e, {k: np.concatenate([[[0.0]], v]) for k, v in led.items()})[-1, 0])) < 1e-9
+
+
+# -------------------------------------------------------------------------------------------------------- DARTS
+def test_darts_discretisation_picks_top2_distinct_source_ops():
+    ops = OPS
+    edges = edges_of(2)  # node 0 <- {0, 1}; node 1 <- {0, 1, 2}
+    alpha = torch.zeros(len(edges), len(ops))
+    big = lambda e, op, v: alpha.__setitem__((e, ops.index(op)), v)  # noqa: E731
+    big(0, "zero", 9.0)  # 'zero' is never chosen however strong
+    big(0, "linear_tanh", 2.0)
+    big(1, "skip", 3.0)
+    big(2, "linear_relu", 5.0)  # node 1: source 0 twice strong ...
+    big(2, "oscillator", 4.9)  # ... but one source gives one operator
+    big(3, "oscillator", 1.0)
+    big(4, "skip", 4.0)
+    geno = discretize(alpha, 2, ops)
+    assert geno == [(0, 0, "linear_tanh"), (0, 1, "skip"), (1, 0, "linear_relu"), (1, 2, "skip")]
+    p = projection(alpha, geno, 2, ops)
+    assert p.sum() == 4 and p[2, ops.index("linear_relu")] == 1 and p[4, ops.index("skip")] == 1
+
+
+@pytest.mark.parametrize("r", [5, 10])
+def test_fimt_schedule_keeps_the_step_ratio_near_r(r):
+    """Algorithm 3 with a stationary noisy FIMT: one alpha step per r + 1 w steps (r without, 1 with)."""
+    rng = np.random.default_rng(0)
+    s = Schedule("fimt", ratio=r)
+    steps = [s.step(float(3.0 * np.exp(0.3 * rng.standard_normal()))) for _ in range(20000)]
+    n_alpha = sum(steps)
+    assert (len(steps) - n_alpha) / n_alpha == pytest.approx(r, rel=0.05)
+    # a falling FIMT (converging w) draws alpha steps more often than a rising one
+    down, up = Schedule("fimt", ratio=r), Schedule("fimt", ratio=r)
+    n_down = sum(down.step(3.0 * math.exp(-k / 50)) for k in range(1000))
+    n_up = sum(up.step(3.0 * math.exp(k / 50)) for k in range(1000))
+    assert n_down > 1.5 * n_up
+    assert Schedule("constant", ratio=r).split() == pytest.approx(r / (r + 1)) and Schedule("alternate").split() == 0.5
+
+
+def test_darts_prime_fit_reports_the_found_cell():
+    data = load_dataset(DatasetConfig(name="digits"), 0)
+    res = make_strategy("darts_prime", width=8, nodes=2, cells=1, retrain_epochs=2).fit(data, Budget(steps=12), 0)
+    assert len(res.history["genotype"]) == 4
+    assert 0.0 <= res.metrics["skip_share"] <= 1.0 and res.metrics["accuracy"] > 0.3
+    assert np.all(np.diff(np.cumsum(res.history["alpha_step"])) >= 0)
+
+
+def test_strategy_keys_are_checked_per_class():
+    with pytest.raises(ConfigError, match="unknown key"):
+        make_strategy("static_mlp", init="select")  # static nets take no growth keys
+    with pytest.raises(ConfigError, match="buffer"):
+        make_strategy("north", max_width=100, buffer=50)
+    with pytest.raises(ConfigError, match="darts.ops"):
+        make_strategy("darts", ops=["conv3x3"])
