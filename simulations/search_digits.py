@@ -2,6 +2,7 @@
 
     python simulations/search_digits.py [--config configs/nne_digits.yaml] [--out outputs/nne_digits] [--quiet]
     python simulations/search_digits.py --config configs/dnn_digits.yaml --out outputs/dnn_digits
+    python simulations/search_digits.py --config configs/darts_digits.yaml --out outputs/darts_digits
 
 Writes results.csv / results.json (one row per task x strategy x seed, and means) and history.h5 (per-run
 histories: fitness per generation and allele polarisation for NNE, losses for the gradient and plasticity rules).
@@ -43,23 +44,28 @@ def main(argv=None) -> int:
                     rows.append({"task": task.label, "strategy": name, "seed": seed,
                                  "accuracy": res.metrics["accuracy"], "information_bits": res.metrics["information_bits"],
                                  "steps": res.metrics["steps"], "seconds": res.metrics["train_seconds"],
-                                 "macs": res.metrics["macs"],
-                                 "paper_mnist": study.strategies[name].paper.get(task.label, "")})
+                                 "macs": res.metrics["macs"], "neurons": res.metrics.get("neurons", ""),
+                                 "skip_share": res.metrics.get("skip_share", ""),
+                                 "paper": study.strategies[name].paper.get(task.label, "")})
                     if not args.quiet:
                         print(f"{task.label} {name} seed {seed}: accuracy {res.metrics['accuracy']:.3f} "
                               f"({res.metrics['steps']} steps, {res.metrics['train_seconds']:.0f} s)", flush=True)
     means = []
     for task in study.tasks:
         for name in strategies:
-            acc = [r["accuracy"] for r in rows if r["task"] == task.label and r["strategy"] == name]
+            mine = [r for r in rows if r["task"] == task.label and r["strategy"] == name]
+            acc = [r["accuracy"] for r in mine]
+            skip = [r["skip_share"] for r in mine if r["skip_share"] != ""]
             means.append({"task": task.label, "strategy": name, "accuracy_mean": float(np.mean(acc)),
                           "accuracy_sd": float(np.std(acc, ddof=1)) if len(acc) > 1 else 0.0,
-                          "paper_mnist": study.strategies[name].paper.get(task.label, "")})
+                          "skip_share_mean": float(np.mean(skip)) if skip else "",
+                          "paper": study.strategies[name].paper.get(task.label, "")})
     write_table(args.out, rows, {"means": means})
     if not args.quiet:
         for m in means:
+            skip = f"   skip share {m['skip_share_mean']:.2f}" if m["skip_share_mean"] != "" else ""
             print(f"{m['task']:11s} {m['strategy']:20s} {100 * m['accuracy_mean']:.1f} +/- {100 * m['accuracy_sd']:.1f}"
-                  f"   (paper: {m['paper_mnist'] or '-'})")
+                  f"{skip}   (paper: {m['paper'] or '-'})")
     return 0
 
 

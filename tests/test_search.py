@@ -137,7 +137,7 @@ def test_study_script_runs_and_rejects_bad_keys(tmp_path, capsys):
 
     rows = json.loads((tmp_path / "o" / "results.json").read_text())["rows"]
     assert [r["strategy"] for r in rows] == ["nne", "sgd"] and all(r["accuracy"] > 0.2 for r in rows)
-    assert rows[1]["paper_mnist"] == 96.0
+    assert rows[1]["paper"] == 96.0
 
 
 def test_dopamine_step_moves_only_the_fired_links_of_wrong_predictions():

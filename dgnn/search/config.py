@@ -29,3 +29,53 @@ class StudyConfig(_Model):
         from .strategy import make_strategy
 
         return {label: make_strategy(s.strategy or label, **s.options) for label, s in self.strategies.items()}
+
+
+class GrowthTask(_Model):
+    """Seed 001 section 6.3.2's toy task: n_f independent of 64 features, MLPs of 1 or 2 growing layers."""
+
+    features: list[int] = [1, 2, 3, 4, 8, 16, 32]
+    depths: list[int] = [1, 2]
+    steps: int = Field(400, ge=1)
+
+
+class StaticComparison(_Model):
+    """A growing strategy on digits against static MLPs of its final widths and of the maximum widths, trained
+    with the same optimiser for the same number of steps; optionally the same strategy under an energy budget."""
+
+    strategy: str = "north_select"
+    options: dict = {}
+    steps: int = Field(1500, ge=1)
+    gate: dict | None = None  # dgnn.search.gate.GateConfig keys: run the strategy a second time under this budget
+
+
+class GrowthStudy(_Model):
+    seeds: int = Field(1, ge=1)
+    toy: GrowthTask = GrowthTask()
+    strategies: dict[str, StudyStrategy]  # label -> entry, run on the toy task
+    digits: StaticComparison | None = None
+
+    def build(self) -> dict:
+        from .strategy import make_strategy
+
+        return {label: make_strategy(s.strategy or label, **s.options) for label, s in self.strategies.items()}
+
+
+class TransferTarget(_Model):
+    label: str
+    dataset: str = "digits"  # digits (with classes) or mnist1d (zero-padded to the source's 64 inputs)
+    classes: list[int] | None = None
+    samples: int = Field(4000, ge=0)  # mnist1d
+
+
+class TransferStudy(_Model):
+    """DYNO transfer (seed 001 section 7 at reduced scale): pre-train a static MLP on the source classes, then
+    fine-tune it with DYNO and, as the reference, statically, on each target."""
+
+    seeds: int = Field(1, ge=1)
+    source_classes: list[int] = [0, 1, 2, 3, 4]
+    hidden: list[int] = [128, 64]
+    pretrain_steps: int = Field(600, ge=1)
+    steps: int = Field(1000, ge=1)
+    targets: list[TransferTarget]
+    dyno: dict = {}  # DYNO's keys

@@ -74,8 +74,9 @@ class Dyno:
         if buffer <= max_width:
             raise ConfigError(f"strategy dyno.buffer: must exceed max_width={max_width} (eq. 37 needs more samples "
                               f"than neurons), found {buffer}")
-        if every < 1:
-            raise ConfigError(f"strategy dyno.every: steps between trigger evaluations must be >= 1, found {every}")
+        if every < 0:
+            raise ConfigError(f"strategy dyno.every: steps between trigger evaluations (0 = never) must be >= 0, "
+                              f"found {every}")
         self.hidden, self.eps, self.delta, self.every, self.candidates = list(hidden), epsilon, delta, every, candidates
         self.max_width, self.buffer, self.lr, self.wd, self.batch = max_width, buffer, lr, weight_decay, batch
         self.gate = GateConfig(**gate) if gate is not None else None
@@ -146,7 +147,7 @@ class Dyno:
         order, pos = torch.randperm(len(y), generator=gen), 0
         while not clock.done():
             pruned, grown = np.zeros(layers, dtype=np.int64), np.zeros(layers, dtype=np.int64)
-            if clock.steps % self.every == 0:
+            if self.every and clock.steps % self.every == 0:
                 pruned, grown = self.evaluate(model, buf.get(), star, gen, opt, gate)
             if pos >= len(y):
                 order, pos = torch.randperm(len(y), generator=gen), 0
