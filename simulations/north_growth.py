@@ -56,7 +56,7 @@ def main(argv=None) -> int:
                             f"accuracy {res.metrics['accuracy']:.3f}")
         d = study.digits
         if d is not None:
-            for seed in range(study.seeds):
+            for seed in range(d.seeds):
                 data = load_dataset(DatasetConfig(name="digits"), seed)
                 runs = {"grown": make_strategy(d.strategy, **d.options)}
                 if d.gate is not None:

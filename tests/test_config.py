@@ -117,7 +117,19 @@ def test_exponent_floats_are_numbers(tmp_path):
 @pytest.mark.parametrize("path", sorted(Path(__file__).resolve().parents[1].joinpath("configs").glob("*.yaml")),
                          ids=lambda p: p.name)
 def test_shipped_configs_validate(path):
-    if "strategies" in yaml.safe_load(path.read_text()):  # a strategy study (simulations/search_digits.py)
+    data = yaml.safe_load(path.read_text())
+    if "toy" in data:  # the NORTH* growth study (simulations/north_growth.py)
+        from dgnn.search.config import GrowthStudy
+
+        assert load_config(path, model=GrowthStudy).build()
+        return
+    if "targets" in data:  # the DYNO transfer study (simulations/dyno_transfer.py)
+        from dgnn.search.config import TransferStudy
+        from dgnn.search import make_strategy
+
+        assert make_strategy("dyno", **load_config(path, model=TransferStudy).dyno)
+        return
+    if "strategies" in data:  # a strategy study (simulations/search_digits.py)
         from dgnn.search.config import StudyConfig
 
         assert load_config(path, model=StudyConfig).build()

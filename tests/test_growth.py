@@ -214,3 +214,42 @@ def test_strategy_keys_are_checked_per_class():
         make_strategy("north", max_width=100, buffer=50)
     with pytest.raises(ConfigError, match="darts.ops"):
         make_strategy("darts", ops=["conv3x3"])
+
+
+# ------------------------------------------------------------------------------------------------------ studies
+def _run(script: str, config, out, *extra):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "simulations" / script
+    return subprocess.run([sys.executable, str(path), "--config", str(config), "--out", str(out), *extra],
+                          capture_output=True, text=True)
+
+
+def test_growth_and_transfer_studies_run_and_reject_bad_keys(tmp_path):
+    import json
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("toy: {features: [2]}\nstrategies: {north_select: {options: {gama_a: 0.9}}}\n")
+    run = _run("north_growth.py", bad, tmp_path / "o")
+    assert run.returncode == 2 and "unknown key(s) gama_a" in run.stderr and "Traceback" not in run.stderr
+    good = tmp_path / "growth.yaml"
+    good.write_text("toy: {features: [2], depths: [1], steps: 30}\nstrategies: {north_select: {}}\n"
+                    "digits: {options: {hidden: [8, 8], max_width: 64, buffer: 128, epsilon: 0.3}, steps: 30, seeds: 1,"
+                    " gate: {grow_cost: 1.0}}\n")
+    run = _run("north_growth.py", good, tmp_path / "g", "--quiet")
+    assert run.returncode == 0, run.stderr
+    rows = json.loads((tmp_path / "g" / "results.json").read_text())["rows"]
+    assert [r["strategy"] for r in rows] == ["north_select", "grown", "gated", "static_final", "static_max"]
+    assert rows[3]["widths"] == rows[1]["widths"] and rows[4]["widths"] == "64 64"
+    bad.write_text("targets: [{label: t, dataset: cifar}]\n")
+    run = _run("dyno_transfer.py", bad, tmp_path / "o")
+    assert run.returncode == 2 and "cifar" in run.stderr and "Traceback" not in run.stderr
+    good = tmp_path / "transfer.yaml"
+    good.write_text("hidden: [32, 16]\npretrain_steps: 30\nsteps: 30\n"
+                    "targets: [{label: new, dataset: digits, classes: [5, 6, 7, 8, 9]}]\ndyno: {every: 10, epsilon: 0.1}\n")
+    run = _run("dyno_transfer.py", good, tmp_path / "t", "--quiet")
+    assert run.returncode == 0, run.stderr
+    rows = json.loads((tmp_path / "t" / "results.json").read_text())["rows"]
+    assert [r["method"] for r in rows] == ["dyno", "static"] and rows[1]["widths"] == "32 16"

@@ -46,6 +46,7 @@ class StaticComparison(_Model):
     strategy: str = "north_select"
     options: dict = {}
     steps: int = Field(1500, ge=1)
+    seeds: int = Field(5, ge=1)  # splits / initialisations 0 .. seeds-1
     gate: dict | None = None  # dgnn.search.gate.GateConfig keys: run the strategy a second time under this budget
 
 
