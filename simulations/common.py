@@ -19,6 +19,27 @@ def study_args(doc: str, config: str, out: str, argv=None) -> argparse.Namespace
     return args
 
 
+def load_study(path, model, check=None):
+    """The study config of type `model`, validated (check(study) may raise ConfigError too); a ConfigError is
+    printed as one line and gives None (the script then exits 2). Pins torch to one thread, flushes denormals."""
+    import sys
+
+    import torch
+    from dgnn.config import load_config
+    from dgnn.errors import ConfigError
+
+    try:
+        study = load_config(path, model=model)
+        if check is not None:
+            check(study)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+    torch.set_num_threads(1)
+    torch.set_flush_denormal(True)
+    return study
+
+
 def write_table(out: Path, rows: list[dict], meta: dict | None = None) -> None:
     """results.csv (one row per point) and results.json (meta + rows)."""
     with open(out / "results.csv", "w", newline="") as fh:

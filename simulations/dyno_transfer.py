@@ -10,13 +10,10 @@ widths, neurons pruned and grown per layer, MACs for DYNO and static fine-tuning
 from __future__ import annotations
 
 import copy
-import sys
 
 import h5py
 import numpy as np
-import torch
-from common import study_args, write_table
-from dgnn.config import load_config
+from common import load_study, study_args, write_table
 from dgnn.errors import ConfigError
 from dgnn.learn.config import DatasetConfig
 from dgnn.learn.data import Dataset, load_dataset
@@ -35,17 +32,16 @@ def _target(t, n_in: int, seed: int) -> Dataset:
 
 def main(argv=None) -> int:
     args = study_args(__doc__, "configs/dyno_transfer.yaml", "outputs/dyno_transfer", argv)
-    try:
-        study = load_config(args.config, model=TransferStudy)
-        dyno = make_strategy("dyno", **study.dyno)
+    def check(study):
+        make_strategy("dyno", **study.dyno)
         for t in study.targets:
             if t.dataset not in ("digits", "mnist1d"):
                 raise ConfigError(f"targets.{t.label}.dataset: expected digits or mnist1d, found {t.dataset!r}")
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+
+    study = load_study(args.config, TransferStudy, check)
+    if study is None:
         return 2
-    torch.set_num_threads(1)
-    torch.set_flush_denormal(True)
+    dyno = make_strategy("dyno", **study.dyno)
     rows = []
     with h5py.File(args.out / "history.h5", "w") as h5:
         for seed in range(study.seeds):

@@ -9,13 +9,9 @@ grown, gated, static-final and static-max nets with accuracy and neurons) and hi
 """
 from __future__ import annotations
 
-import sys
 
 import h5py
-import torch
-from common import study_args, write_table
-from dgnn.config import load_config
-from dgnn.errors import ConfigError
+from common import load_study, study_args, write_table
 from dgnn.learn.config import DatasetConfig
 from dgnn.learn.data import load_dataset
 from dgnn.search import Budget, make_strategy
@@ -25,18 +21,16 @@ from dgnn.search.strategy import write_history
 
 def main(argv=None) -> int:
     args = study_args(__doc__, "configs/north_growth.yaml", "outputs/north_growth", argv)
-    try:
-        study = load_config(args.config, model=GrowthStudy)
+    def check(study):
         study.build()
         if study.digits is not None:
             make_strategy(study.digits.strategy, **study.digits.options)
             if study.digits.gate is not None:
                 make_strategy(study.digits.strategy, **study.digits.options, gate=study.digits.gate)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+
+    study = load_study(args.config, GrowthStudy, check)
+    if study is None:
         return 2
-    torch.set_num_threads(1)
-    torch.set_flush_denormal(True)
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
     rows = []
     with h5py.File(args.out / "history.h5", "w") as h5:

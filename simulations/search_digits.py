@@ -9,14 +9,10 @@ histories: fitness per generation and allele polarisation for NNE, losses for th
 """
 from __future__ import annotations
 
-import sys
 
 import h5py
 import numpy as np
-import torch
-from common import study_args, write_table
-from dgnn.config import load_config
-from dgnn.errors import ConfigError
+from common import load_study, study_args, write_table
 from dgnn.learn.config import DatasetConfig
 from dgnn.learn.data import load_dataset
 from dgnn.search import Budget
@@ -25,14 +21,10 @@ from dgnn.search.strategy import write_history
 
 def main(argv=None) -> int:
     args = study_args(__doc__, "configs/nne_digits.yaml", "outputs/nne_digits", argv)
-    try:
-        study = load_config(args.config, model=StudyConfig)
-        strategies = study.build()
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    study = load_study(args.config, StudyConfig, StudyConfig.build)
+    if study is None:
         return 2
-    torch.set_num_threads(1)
-    torch.set_flush_denormal(True)
+    strategies = study.build()
     rows = []
     with h5py.File(args.out / "history.h5", "w") as h5:
         for task in study.tasks:

@@ -29,7 +29,7 @@ from ..learn.data import Dataset
 from ..learn.models import OscillatorNet, Readout
 from ..learn.train import train
 from ..progress import Progress
-from .strategy import Budget, Clock, StrategyResult, finish, register_strategy
+from .strategy import Budget, Clock, StrategyResult, finish, register_strategy, register_variant
 
 OPS = ("linear_relu", "linear_tanh", "skip", "zero", "oscillator")
 
@@ -314,13 +314,10 @@ class Darts:
         return out
 
 
-def _variant(name: str, doc: str, **defaults):
-    cls = type(name, (Darts,), {"__init__": lambda self, **kw: Darts.__init__(self, **{**defaults, **kw}),
-                                 "__doc__": doc})
-    return register_strategy(name)(cls)
-
-
-DartsCS10 = _variant("darts_cs10", "DARTS with the constant schedule: one alpha step per 10 w steps.", schedule="constant")
-DartsFIMT = _variant("darts_fimt", "DARTS with the dynamic FIMT schedule (Algorithm 3) only.", schedule="fimt")
-DartsPR = _variant("darts_pr", "DARTS with proximity regularisation (eq. 20) only.", rho=0.1)
-DartsPrime = _variant("darts_prime", "DARTS-PRIME: FIMT schedule + proximity regularisation.", schedule="fimt", rho=0.1)
+DartsCS10 = register_variant(Darts, "darts_cs10", "DARTS with the constant schedule: one alpha step per 10 w steps.",
+                             schedule="constant")
+DartsFIMT = register_variant(Darts, "darts_fimt", "DARTS with the dynamic FIMT schedule (Algorithm 3) only.",
+                             schedule="fimt")
+DartsPR = register_variant(Darts, "darts_pr", "DARTS with proximity regularisation (eq. 20) only.", rho=0.1)
+DartsPrime = register_variant(Darts, "darts_prime", "DARTS-PRIME: FIMT schedule + proximity regularisation.",
+                              schedule="fimt", rho=0.1)

@@ -16,14 +16,13 @@ import math
 
 import numpy as np
 import torch
-from torch import nn
 
 from ..errors import ConfigError
 from ..learn.data import Dataset
 from ..learn.models import Readout
 from ..progress import Progress
 from .gate import EnergyGate, GateConfig
-from .growing import GrowingMLP, InputBuffer, effective_dimension, xavier
+from .growing import GrowingMLP, InputBuffer, Minibatches, effective_dimension, train_step, xavier
 from .north import init_random, select_by_rank
 from .strategy import Budget, Clock, StrategyResult, finish, register_strategy
 
@@ -144,25 +143,18 @@ class Dyno:
         hist = {"loss": [], "widths": [], "grown": [], "pruned": [], "phi": [], "reserve": []}
         clock = Clock(budget)
         bar = Progress(total=budget.steps or None, enabled=progress, unit="step", desc="dyno")
-        order, pos = torch.randperm(len(y), generator=gen), 0
+        batches = Minibatches(len(y), self.batch, gen)
         while not clock.done():
             pruned, grown = np.zeros(layers, dtype=np.int64), np.zeros(layers, dtype=np.int64)
             if self.every and clock.steps % self.every == 0:
                 pruned, grown = self.evaluate(model, buf.get(), star, gen, opt, gate)
-            if pos >= len(y):
-                order, pos = torch.randperm(len(y), generator=gen), 0
-            idx = order[pos:pos + self.batch]
-            pos += self.batch
-            logits, acts = model(x[idx])
-            loss = nn.functional.cross_entropy(logits, y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            idx = batches.next()
+            loss, acts = train_step(model, opt, x[idx], y[idx])
             buf.push(x[idx])
             if gate is not None:
                 gate.step(model, acts)
                 hist["reserve"].append(gate.reserve())
-            hist["loss"].append(float(loss.detach()))
+            hist["loss"].append(float(loss))
             hist["widths"].append(model.widths)
             hist["pruned"].append(pruned)
             hist["grown"].append(grown)

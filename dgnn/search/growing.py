@@ -138,6 +138,31 @@ class GrowingMLP(nn.Module):
         return {"macs": float(mac), "transcendentals": float(trans)}
 
 
+class Minibatches:
+    """Endless minibatch indices over n samples, reshuffled by the seeded generator at every epoch."""
+
+    def __init__(self, n: int, batch: int, gen: torch.Generator):
+        self.n, self.batch, self.gen = n, batch, gen
+        self.order, self.pos = torch.randperm(n, generator=gen), 0
+
+    def next(self) -> torch.Tensor:
+        if self.pos >= self.n:
+            self.order, self.pos = torch.randperm(self.n, generator=self.gen), 0
+        idx = self.order[self.pos:self.pos + self.batch]
+        self.pos += self.batch
+        return idx
+
+
+def train_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor):
+    """One cross-entropy gradient step; returns the loss (detached) and the batch's hidden activations."""
+    logits, acts = model(x)
+    loss = nn.functional.cross_entropy(logits, y)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    return loss.detach(), acts
+
+
 class InputBuffer:
     """FIFO of the most recent training inputs (capacity samples); activations are recomputed from it with the
     current weights whenever a metric is read."""

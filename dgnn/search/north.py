@@ -32,9 +32,9 @@ from ..errors import ConfigError
 from ..learn.data import Dataset
 from ..progress import Progress
 from .gate import EnergyGate, GateConfig
-from .growing import (GrowingMLP, InputBuffer, candidate_scores, effective_dimension, orthogonality_gap,
-                      weight_dimension, xavier)
-from .strategy import Budget, Clock, StrategyResult, finish, register_strategy
+from .growing import (GrowingMLP, InputBuffer, Minibatches, candidate_scores, effective_dimension,
+                      orthogonality_gap, train_step, weight_dimension, xavier)
+from .strategy import Budget, Clock, StrategyResult, finish, register_strategy, register_variant
 
 TABLE7 = {"select": "act", "pre": "act", "random": "act", "weight": "weight", "gradmax": "grad"}
 
@@ -132,6 +132,8 @@ class North:
         trigger = trigger or TABLE7[init]
         if trigger not in ("act", "weight", "grad"):
             raise ConfigError(f"strategy north.trigger: expected act, weight or grad, found {trigger!r}")
+        if init == "gradmax" and trigger != "grad":
+            raise ConfigError("strategy north: init gradmax reads the auxiliary gradient of trigger grad; set trigger: grad")
         if metric not in ("ed", "og"):
             raise ConfigError(f"strategy north.metric: expected ed (eq. 27) or og (eq. 29), found {metric!r}")
         if not hidden or min(hidden) < 1 or max(hidden) > max_width:
@@ -148,11 +150,11 @@ class North:
         self.gate = GateConfig(**gate) if gate is not None else None
 
     # -- one layer's decision ---------------------------------------------------------------------------------
-    def _requested(self, model, layer, xbuf, xb, yb, baseline) -> tuple[int, torch.Tensor | None]:
+    def _requested(self, model, layer, posts, xb, yb, baseline) -> tuple[int, torch.Tensor | None]:
+        """Neurons layer `layer` asks for; posts: the buffer's post-activations (act trigger only)."""
         m = model.widths[layer]
         if self.trigger == "act":
-            with torch.no_grad():
-                h = model.layer_io(xbuf)[2][layer]
+            h = posts[layer]
             return growth_count(m, activation_metric(h, self.metric, self.eps), baseline[layer], self.gamma_a), None
         if self.trigger == "weight":
             return growth_count(m, weight_dimension(self._w(model, layer), self.eps), baseline[layer], self.gamma_w), None
@@ -178,7 +180,7 @@ class North:
         """(w_in, b_in, w_out) for up to k new neurons of `layer` by this strategy's initialisation."""
         n_out = model.fan_out(layer).shape[0]
         if self.init == "gradmax":
-            w_out = init_gradmax(model, layer, k, aux if aux is not None else self._aux(model, layer, xbuf))
+            w_out = init_gradmax(model, layer, k, aux)
             w_in = torch.zeros(w_out.shape[1], model.weights[layer].shape[1], dtype=w_out.dtype)
         else:
             if self.init == "random":
@@ -191,9 +193,6 @@ class North:
                 w_in = select_by_rank(model, layer, pool, xbuf, k, self.eps)
             w_out = torch.zeros(n_out, w_in.shape[0], dtype=w_in.dtype)
         return w_in, torch.zeros(w_in.shape[0], dtype=w_in.dtype), w_out
-
-    def _aux(self, model, layer, xbuf):
-        raise ConfigError("strategy north: init gradmax needs the gradient trigger's batch; use trigger: grad")
 
     # -- the fit ----------------------------------------------------------------------------------------------
     def fit(self, data: Dataset, budget: Budget, seed: int, progress: bool = False,
@@ -210,25 +209,22 @@ class North:
         hist = {"loss": [], "widths": [], "grown": [], "requested": [], "reserve": []}
         clock = Clock(budget)
         bar = Progress(total=budget.steps or None, enabled=progress, unit="step", desc=f"north/{self.init}")
-        order, pos = torch.randperm(len(y), generator=gen), 0
+        batches = Minibatches(len(y), self.batch, gen)
         while not clock.done():
-            if pos >= len(y):
-                order, pos = torch.randperm(len(y), generator=gen), 0
-            idx = order[pos:pos + self.batch]
-            pos += self.batch
-            logits, acts = model(x[idx])
-            loss = nn.functional.cross_entropy(logits, y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            idx = batches.next()
+            loss, acts = train_step(model, opt, x[idx], y[idx])
             buf.push(x[idx])
             if gate is not None:
                 gate.step(model, acts)
             grown, asked = np.zeros(layers, dtype=np.int64), np.zeros(layers, dtype=np.int64)
             if self.every and (clock.steps + 1) % self.every == 0:
                 xbuf = buf.get()
+                posts = None
+                if self.trigger == "act":  # insertion preserves the function: one pass serves every layer
+                    with torch.no_grad():
+                        posts = model.layer_io(xbuf)[2]
                 for l in range(layers):
-                    k, aux = self._requested(model, l, xbuf, x[idx], y[idx], baseline)
+                    k, aux = self._requested(model, l, posts, x[idx], y[idx], baseline)
                     k = min(k, self.max_width - model.widths[l])
                     asked[l] = k
                     if gate is not None:
@@ -238,7 +234,7 @@ class North:
                         if w_in.shape[0]:
                             model.add(l, w_in, b_in, w_out, opt)
                             grown[l] = w_in.shape[0]
-            hist["loss"].append(float(loss.detach()))
+            hist["loss"].append(float(loss))
             hist["widths"].append(model.widths)
             hist["grown"].append(grown)
             hist["requested"].append(asked)
@@ -256,18 +252,11 @@ class North:
         return res
 
 
-def _variant(name: str, init: str, doc: str):
-    cls = type(f"North_{init}", (North,), {
-        "__init__": lambda self, **kw: North.__init__(self, **{"init": init, **kw}),
-        "__doc__": doc})
-    return register_strategy(name)(cls)
-
-
-NorthSelect = _variant("north_select", "select", "NORTH-Select: T_act + Select (Table 7).")
-NorthPre = _variant("north_pre", "pre", "NORTH-Pre: T_act + pre-activation initialisation, eq. (33).")
-NorthRandom = _variant("north_random", "random", "NORTH-Random: T_act + RandomInit.")
-NorthWeight = _variant("north_weight", "weight", "NORTH-Weight: T_weight + kernel projection, eq. (34).")
-GradMax = _variant("gradmax", "gradmax", "GradMax in the NORTH* framework: T_grad + GradMax initialisation.")
+NorthSelect = register_variant(North, "north_select", "NORTH-Select: T_act + Select (Table 7).", init="select")
+NorthPre = register_variant(North, "north_pre", "NORTH-Pre: T_act + pre-activation initialisation, eq. (33).", init="pre")
+NorthRandom = register_variant(North, "north_random", "NORTH-Random: T_act + RandomInit.", init="random")
+NorthWeight = register_variant(North, "north_weight", "NORTH-Weight: T_weight + kernel projection, eq. (34).", init="weight")
+GradMax = register_variant(North, "gradmax", "GradMax in the NORTH* framework: T_grad + GradMax initialisation.", init="gradmax")
 
 
 @register_strategy("static_mlp")

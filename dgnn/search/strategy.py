@@ -78,6 +78,13 @@ def register_strategy(name: str):
     return deco
 
 
+def register_variant(base: type, name: str, doc: str, **defaults) -> type:
+    """Register `base` under `name` with other defaults (a named configuration, e.g. Table 7's strategies); its
+    keys stay `base`'s, and the config may still override any of them."""
+    cls = type(name, (base,), {"__init__": lambda self, **kw: base.__init__(self, **{**defaults, **kw}), "__doc__": doc})
+    return register_strategy(name)(cls)
+
+
 def make_strategy(name: str, **options) -> Strategy:
     """The strategy registered under `name`, built from its config keys."""
     if name not in STRATEGIES:
