@@ -7,13 +7,19 @@ import json
 from pathlib import Path
 
 
-def study_args(doc: str, config: str, out: str, argv=None) -> argparse.Namespace:
-    """--config, --out (created) and --quiet, with the script's docstring as help."""
+def study_args(doc: str, config: str, out: str, argv=None, jobs: bool = False) -> argparse.Namespace:
+    """--config, --out (created) and --quiet (and --jobs if asked), with the script's docstring as help."""
     ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--config", default=config, help=f"base config (default {config})")
     ap.add_argument("--out", default=out, help=f"results folder (default {out})")
     ap.add_argument("--quiet", action="store_true", help="no progress or table on stdout")
+    if jobs:
+        ap.add_argument("--jobs", type=int, default=1,
+                        help="runs in parallel, one core each (default 1; keep 1 for time budgets, which parallel "
+                             "runs would share)")
     args = ap.parse_args(argv)
+    if jobs and args.jobs < 1:
+        ap.error(f"--jobs: expected >= 1, found {args.jobs}")
     args.out = Path(args.out)
     args.out.mkdir(parents=True, exist_ok=True)
     return args

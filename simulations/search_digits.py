@@ -1,14 +1,19 @@
-"""Strategies x digits tasks x seeds, beside the source paper's numbers (seed 004's Tables 1 and 2 at reduced scale).
+"""Strategies x tasks x seeds, beside the source paper's numbers (seed 004's Tables 1 and 2, seed 001's Table 5,
+at reduced scale).
 
     python simulations/search_digits.py [--config configs/nne_digits.yaml] [--out outputs/nne_digits] [--quiet]
     python simulations/search_digits.py --config configs/dnn_digits.yaml --out outputs/dnn_digits
-    python simulations/search_digits.py --config configs/darts_digits.yaml --out outputs/darts_digits
+    python simulations/search_digits.py --config configs/darts_digits.yaml --out outputs/darts_digits --jobs 2
 
-Writes results.csv / results.json (one row per task x strategy x seed, and means) and history.h5 (per-run
-histories: fitness per generation and allele polarisation for NNE, losses for the gradient and plasticity rules).
+Tasks are digits (a class subset) or MNIST-1D. Writes results.csv / results.json (one row per task x strategy x
+seed, and means) and history.h5 (per-run histories: fitness per generation and allele polarisation for NNE,
+losses for the gradient and plasticity rules, alpha and the schedule for DARTS). --jobs N runs N fits at a time
+in worker processes; step budgets give the same numbers either way, time budgets do not (the runs share cores).
 """
 from __future__ import annotations
 
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 
 import h5py
 import numpy as np
@@ -16,32 +21,66 @@ from common import load_study, study_args, write_table
 from dgnn.learn.config import DatasetConfig
 from dgnn.learn.data import load_dataset
 from dgnn.search import Budget
-from dgnn.search.config import StudyConfig
-from dgnn.search.strategy import write_history
+from dgnn.search.config import StudyConfig, StudyTask
+from dgnn.search.strategy import StrategyResult, make_strategy, write_history
+
+
+def fit_one(task: StudyTask, strategy: str, options: dict, seed: int, progress: bool) -> tuple[dict, dict]:
+    """One fit: (metrics, history). Runs in the main process or in a worker (one torch thread)."""
+    import torch
+
+    torch.set_num_threads(1)
+    torch.set_flush_denormal(True)
+    data = load_dataset(DatasetConfig(name=task.dataset, classes=task.classes, samples=task.samples), seed)
+    res = make_strategy(strategy, **options).fit(data, Budget(steps=task.steps, seconds=task.seconds), seed,
+                                                 progress=progress)
+    return res.metrics, res.history
+
 
 def main(argv=None) -> int:
-    args = study_args(__doc__, "configs/nne_digits.yaml", "outputs/nne_digits", argv)
+    args = study_args(__doc__, "configs/nne_digits.yaml", "outputs/nne_digits", argv, jobs=True)
     study = load_study(args.config, StudyConfig, StudyConfig.build)
     if study is None:
         return 2
-    strategies = study.build()
+    strategies = study.build()  # validates every strategy's keys before any run starts
+    runs = [(t, name, seed) for t in range(len(study.tasks)) for seed in range(study.seeds) for name in strategies]
+    results = {}
+
+    def report(key, t0):
+        task, name, seed = study.tasks[key[0]], key[1], key[2]
+        m = results[key][0]
+        if not args.quiet:
+            done, left = len(results), len(runs) - len(results)
+            eta = (time.perf_counter() - t0) / done * left  # wall time per finished run, parallel or not
+            print(f"{task.label} {name} seed {seed}: accuracy {m['accuracy']:.3f} ({m['steps']} steps, "
+                  f"{m['train_seconds']:.0f} s) [{done}/{len(runs)}, ETA {eta / 60:.0f} min]", flush=True)
+
+    t0 = time.perf_counter()
+    entry = {name: (study.strategies[name].strategy or name, study.strategies[name].options) for name in strategies}
+    if args.jobs == 1:
+        for key in runs:
+            t, name, seed = key
+            results[key] = fit_one(study.tasks[t], *entry[name], seed, progress=not args.quiet)
+            report(key, t0)
+    else:
+        with ProcessPoolExecutor(args.jobs) as pool:
+            futures = {pool.submit(fit_one, study.tasks[t], *entry[name], seed, False): (t, name, seed)
+                       for t, name, seed in runs}
+            for fut in as_completed(futures):
+                results[futures[fut]] = fut.result()
+                report(futures[fut], t0)
     rows = []
     with h5py.File(args.out / "history.h5", "w") as h5:
-        for task in study.tasks:
-            for seed in range(study.seeds):
-                data = load_dataset(DatasetConfig(name="digits", classes=task.classes), seed)
-                for name, strategy in strategies.items():
-                    res = strategy.fit(data, Budget(steps=task.steps, seconds=task.seconds), seed, progress=not args.quiet)
-                    write_history(res, h5.create_group(f"{task.label}/{name}/seed{seed}"))
-                    rows.append({"task": task.label, "strategy": name, "seed": seed,
-                                 "accuracy": res.metrics["accuracy"], "information_bits": res.metrics["information_bits"],
-                                 "steps": res.metrics["steps"], "seconds": res.metrics["train_seconds"],
-                                 "macs": res.metrics["macs"], "neurons": res.metrics.get("neurons", ""),
-                                 "skip_share": res.metrics.get("skip_share", ""),
-                                 "paper": study.strategies[name].paper.get(task.label, "")})
-                    if not args.quiet:
-                        print(f"{task.label} {name} seed {seed}: accuracy {res.metrics['accuracy']:.3f} "
-                              f"({res.metrics['steps']} steps, {res.metrics['train_seconds']:.0f} s)", flush=True)
+        for key in runs:  # in config order, whatever order the workers finished in
+            task, name, seed = study.tasks[key[0]], key[1], key[2]
+            metrics, history = results[key]
+            write_history(StrategyResult(None, metrics, history), h5.create_group(f"{task.label}/{name}/seed{seed}"))
+            rows.append({"task": task.label, "strategy": name, "seed": seed,
+                         "accuracy": metrics["accuracy"], "information_bits": metrics["information_bits"],
+                         "steps": metrics["steps"], "seconds": metrics["train_seconds"],
+                         "macs": metrics["macs"], "neurons": metrics.get("neurons", ""),
+                         "skip_share": metrics.get("skip_share", ""),
+                         "paper": study.strategies[name].paper.get(task.label, "")})
     means = []
     for task in study.tasks:
         for name in strategies:

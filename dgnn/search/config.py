@@ -1,5 +1,8 @@
-"""Config of a strategy study: tasks (digits class subsets with a budget) x labelled strategies x seeds."""
+"""Config of a strategy study: tasks (digits class subsets or MNIST-1D, with a budget) x labelled strategies x
+seeds."""
 from __future__ import annotations
+
+from typing import Literal
 
 from pydantic import Field
 
@@ -8,7 +11,9 @@ from ..config import _Model
 
 class StudyTask(_Model):
     label: str
-    classes: list[int] | None = None  # digits subset; None = all ten
+    dataset: Literal["digits", "mnist1d"] = "digits"
+    classes: list[int] | None = None  # subset of the labels; None = all ten
+    samples: int = Field(0, ge=0)  # mnist1d: sequences to generate (0 = the generator's default, 5000)
     seconds: float = Field(0.0, ge=0.0)  # budget per fit (0 = none; set seconds or steps)
     steps: int = Field(0, ge=0)
 
