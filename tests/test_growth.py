@@ -12,7 +12,7 @@ from dgnn.learn.config import DatasetConfig
 from dgnn.learn.data import Dataset, load_dataset
 from dgnn.metabolism import imbalance
 from dgnn.search import Budget, make_strategy
-from dgnn.search.darts import OPS, Schedule, discretize, edges_of, projection
+from dgnn.search.darts import OPS, MixedNode, Op, Schedule, discretize, edges_of, projection
 from dgnn.search.dyno import grow_count, prune_count, select_prune
 from dgnn.search.growing import GrowingMLP, candidate_scores, effective_dimension, singular_values
 from dgnn.search.north import growth_count
@@ -181,6 +181,34 @@ def test_darts_discretisation_picks_top2_distinct_source_ops():
     assert geno == [(0, 0, "linear_tanh"), (0, 1, "skip"), (1, 0, "linear_relu"), (1, 2, "skip")]
     p = projection(alpha, geno, 2, ops)
     assert p.sum() == 4 and p[2, ops.index("linear_relu")] == 1 and p[4, ops.index("skip")] == 1
+
+
+def test_mixed_node_equals_the_sum_over_its_per_edge_operators_with_gradients():
+    """The stacked node (baddbmm, vmap over oscillator layers) computes sum_j sum_p w_jp op_jp(s_j) exactly as the
+    per-edge operators it was built from, and gives each copy the same gradient."""
+    from dgnn.learn.config import ModelConfig
+
+    g = torch.Generator().manual_seed(3)
+    osc = ModelConfig(kind="oscillator", hidden=[6], settle_time=1.0, dt=0.5)
+    edges = [[Op(o, 6, g, osc) for o in OPS] for _ in range(3)]
+    node = MixedNode(edges)
+    states = [torch.randn(5, 6, generator=g) for _ in range(3)]
+    w = torch.softmax(torch.randn(3, len(OPS), generator=g), -1)
+    ref = sum(w[j, p] * op(states[j]) for j, ops in enumerate(edges) for p, op in enumerate(ops))
+    out = node(states, w)
+    assert torch.allclose(out, ref, atol=1e-5)
+    ref.square().sum().backward()
+    out.square().sum().backward()
+    k = OPS.index("linear_tanh")
+    assert torch.allclose(node.weight["linear_tanh"].grad, torch.stack([e[k].weight.grad for e in edges]), atol=1e-5)
+    k = OPS.index("oscillator")
+    stacked = {name[4:].replace("__", "."): p for name, p in node.named_parameters() if name.startswith("osc.")}
+    assert stacked and set(stacked) == {name for name, _ in edges[0][k].net.named_parameters()}
+    for name, p in stacked.items():
+        per_edge = torch.stack([dict(e[k].net.named_parameters())[name].grad for e in edges])
+        assert torch.allclose(p.grad, per_edge, atol=1e-5)
+    macs = sum(op.macs()[0] for e in edges for op in e)
+    assert node.macs()[0] == macs
 
 
 @pytest.mark.parametrize("r", [5, 10])

@@ -17,11 +17,13 @@ sources. The found cell is then retrained from scratch (the evaluation network) 
 """
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
 import torch
 from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
 
 from ..errors import ConfigError
 from ..learn.config import ModelConfig, TrainConfig
@@ -72,6 +74,64 @@ def edges_of(nodes: int) -> list[tuple[int, int]]:
     return [(i, j) for i in range(nodes) for j in range(i + 2)]
 
 
+class MixedNode(nn.Module):
+    """One intermediate state of the supernet cell: sum over its J sources j and operators p of
+    softmax(alpha)_jp op_jp(s_j). Each operator's J copies are stacked, so a node costs one batched call per
+    operator (baddbmm for the linear ones, vmap over the oscillator layers) instead of J; built from per-edge `Op`s,
+    it computes exactly what they would."""
+
+    def __init__(self, edge_ops: list[list[Op]]):
+        super().__init__()
+        self.kinds = [op.kind for op in edge_ops[0]]
+        self.n_src = len(edge_ops)
+        self.weight, self.bias, self.osc = nn.ParameterDict(), nn.ParameterDict(), nn.ParameterDict()
+        cost = [0.0, 0.0]
+        for p, kind in enumerate(self.kinds):
+            ops = [edge[p] for edge in edge_ops]  # (J,) copies of operator p
+            for op in ops:
+                m, t = op.macs()
+                cost[0], cost[1] = cost[0] + m, cost[1] + t
+            if kind in ("linear_relu", "linear_tanh"):
+                self.weight[kind] = nn.Parameter(torch.stack([op.weight.detach() for op in ops]))  # (J, D, D)
+                self.bias[kind] = nn.Parameter(torch.stack([op.bias.detach() for op in ops]))  # (J, D)
+            elif kind == "oscillator":
+                params, buffers = stack_module_state([op.net for op in ops])
+                if buffers:
+                    raise ValueError("MixedNode: oscillator layers with buffers are not supported")
+                self._names = list(params)
+                for k, v in params.items():
+                    self.osc[k.replace(".", "__")] = nn.Parameter(v.detach().clone())
+                self._template = [copy.deepcopy(ops[0].net).to("meta")]  # a list: not a registered submodule
+        self._cost = tuple(cost)
+
+    def _oscillators(self, s: torch.Tensor) -> torch.Tensor:
+        """(J, B, D) -> (J, B, D): each source through its own oscillator layer."""
+        params = {k: self.osc[k.replace(".", "__")] for k in self._names}
+        net = self._template[0]
+        return vmap(lambda p, x: functional_call(net, p, (x,))[0])(params, s)
+
+    def forward(self, states: list[torch.Tensor], w: torch.Tensor) -> torch.Tensor:
+        """states: the J sources, (B, D) each; w (J, P) operator weights -> (B, D)."""
+        s = torch.stack(states)  # (J, B, D)
+        total = torch.zeros_like(states[0])
+        for p, kind in enumerate(self.kinds):
+            if kind == "zero":
+                continue
+            if kind == "skip":
+                out = s
+            elif kind == "oscillator":
+                out = self._oscillators(s)
+            else:
+                z = torch.baddbmm(self.bias[kind][:, None, :], s, self.weight[kind].transpose(1, 2))  # (J, B, D)
+                out = torch.relu(z) if kind == "linear_relu" else torch.tanh(z)
+            total = total + (w[:, p, None, None] * out).sum(0)
+        return total
+
+    def macs(self) -> tuple[float, float]:
+        """(MACs, transcendentals) per sample over every operator of every source."""
+        return self._cost
+
+
 class Cell(nn.Module):
     """A cell; `genotype` None = the mixed supernet cell, else a list of (node, source, op) edges."""
 
@@ -89,22 +149,24 @@ class Cell(nn.Module):
         self.genotype = genotype
         if genotype is None:
             self.edges = edges_of(nodes)
-            self.mixed = nn.ModuleList([nn.ModuleList([Op(o, width, gen, osc) for o in ops]) for _ in self.edges])
+            edge_ops = [[Op(o, width, gen, osc) for o in ops] for _ in self.edges]
+            self.mixed = nn.ModuleList([MixedNode([edge_ops[e] for e, (ii, _) in enumerate(self.edges) if ii == i])
+                                        for i in range(nodes)])
         else:
             self.edges = [(i, j) for i, j, _ in genotype]
             self.single = nn.ModuleList([Op(o, width, gen, osc) for _, _, o in genotype])
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor | None = None):
         states = [self.pre0(s0), self.pre1(s1)]  # (B, D) each
+        first = 0
         for i in range(self.nodes):  # edges are ordered by node, so node i's sources all exist here
+            if self.genotype is None:
+                states.append(self.mixed[i](states[:i + 2], weights[first:first + i + 2]))
+                first += i + 2
+                continue
             total = torch.zeros_like(states[0])
             for e, (node, j) in enumerate(self.edges):
-                if node != i:
-                    continue
-                if self.genotype is None:
-                    total = total + sum(weights[e, p] * op(states[j]) for p, op in enumerate(self.mixed[e])
-                                        if op.kind != "zero")
-                else:
+                if node == i:
                     total = total + self.single[e](states[j])
             states.append(total)
         return torch.cat(states[2:], dim=1)  # (B, nodes D)
@@ -148,7 +210,7 @@ class CellNet(nn.Module):
         trans = 0.0
         for cell in self.cells:
             mac += cell.pre0.weight.numel() + cell.pre1.weight.numel()
-            ops = [o for edge in cell.mixed for o in edge] if cell.genotype is None else list(cell.single)
+            ops = list(cell.mixed) if cell.genotype is None else list(cell.single)
             for op in ops:
                 m, t = op.macs()
                 mac, trans = mac + m, trans + t
