@@ -79,7 +79,7 @@ def main(argv=None) -> int:
                          "accuracy": metrics["accuracy"], "information_bits": metrics["information_bits"],
                          "steps": metrics["steps"], "seconds": metrics["train_seconds"],
                          "macs": metrics["macs"], "neurons": metrics.get("neurons", ""),
-                         "skip_share": metrics.get("skip_share", ""),
+                         "skip_share": metrics.get("skip_share", ""), "alpha_spread": metrics.get("alpha_spread", ""),
                          "paper": study.strategies[name].paper.get(task.label, "")})
     means = []
     for task in study.tasks:

@@ -233,6 +233,9 @@ def test_darts_prime_fit_reports_the_found_cell():
     assert len(res.history["genotype"]) == 4
     assert 0.0 <= res.metrics["skip_share"] <= 1.0 and res.metrics["accuracy"] > 0.3
     assert np.all(np.diff(np.cumsum(res.history["alpha_step"])) >= 0)
+    final = res.history["alpha"][-1]  # softmax rows: the spread is between 0 (uniform) and 1 (one-hot)
+    assert res.metrics["alpha_spread"] == pytest.approx(float((final.max(1) - final.min(1)).mean()))
+    assert 0.0 < res.metrics["alpha_spread"] < 1.0 and np.allclose(final.sum(1), 1.0, atol=1e-6)
 
 
 def test_strategy_keys_are_checked_per_class():

@@ -371,7 +371,9 @@ class Darts:
         hist["genotype"] = np.array([f"{i}<-{j}:{op}" for i, j, op in genotype], dtype="S")
         out = finish(res.model, data, clock, hist)
         ops = [op for _, _, op in genotype]
+        final = hist["alpha"][-1]  # (edges, ops) softmax at the end of the search
         out.metrics.update({"skip_share": ops.count("skip") / len(ops), "alpha_steps": int(np.sum(hist["alpha_step"])),
+                            "alpha_spread": float((final.max(1) - final.min(1)).mean()),  # 0 = still uniform
                             "retrain_epochs": res.epochs})
         return out
 
