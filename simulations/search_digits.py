@@ -44,43 +44,40 @@ def main(argv=None) -> int:
         return 2
     strategies = study.build()  # validates every strategy's keys before any run starts
     runs = [(t, name, seed) for t in range(len(study.tasks)) for seed in range(study.seeds) for name in strategies]
-    results = {}
-
-    def report(key, t0):
-        task, name, seed = study.tasks[key[0]], key[1], key[2]
-        m = results[key][0]
-        if not args.quiet:
-            done, left = len(results), len(runs) - len(results)
-            eta = (time.perf_counter() - t0) / done * left  # wall time per finished run, parallel or not
-            print(f"{task.label} {name} seed {seed}: accuracy {m['accuracy']:.3f} ({m['steps']} steps, "
-                  f"{m['train_seconds']:.0f} s) [{done}/{len(runs)}, ETA {eta / 60:.0f} min]", flush=True)
-
-    t0 = time.perf_counter()
     entry = {name: (study.strategies[name].strategy or name, study.strategies[name].options) for name in strategies}
-    if args.jobs == 1:
-        for key in runs:
-            t, name, seed = key
-            results[key] = fit_one(study.tasks[t], *entry[name], seed, progress=not args.quiet)
-            report(key, t0)
-    else:
-        with ProcessPoolExecutor(args.jobs) as pool:
-            futures = {pool.submit(fit_one, study.tasks[t], *entry[name], seed, False): (t, name, seed)
-                       for t, name, seed in runs}
-            for fut in as_completed(futures):
-                results[futures[fut]] = fut.result()
-                report(futures[fut], t0)
-    rows = []
+    metrics = {}
+    t0 = time.perf_counter()
     with h5py.File(args.out / "history.h5", "w") as h5:
-        for key in runs:  # in config order, whatever order the workers finished in
+
+        def record(key, result):
+            """Store one finished fit at once (an interrupted study keeps every run it finished) and report it."""
             task, name, seed = study.tasks[key[0]], key[1], key[2]
-            metrics, history = results[key]
-            write_history(StrategyResult(None, metrics, history), h5.create_group(f"{task.label}/{name}/seed{seed}"))
-            rows.append({"task": task.label, "strategy": name, "seed": seed,
-                         "accuracy": metrics["accuracy"], "information_bits": metrics["information_bits"],
-                         "steps": metrics["steps"], "seconds": metrics["train_seconds"],
-                         "macs": metrics["macs"], "neurons": metrics.get("neurons", ""),
-                         "skip_share": metrics.get("skip_share", ""), "alpha_spread": metrics.get("alpha_spread", ""),
-                         "paper": study.strategies[name].paper.get(task.label, "")})
+            metrics[key], history = result
+            write_history(StrategyResult(None, metrics[key], history), h5.create_group(f"{task.label}/{name}/seed{seed}"))
+            h5.flush()
+            if not args.quiet:
+                m, done = metrics[key], len(metrics)
+                eta = (time.perf_counter() - t0) / done * (len(runs) - done)  # wall time per finished run
+                print(f"{task.label} {name} seed {seed}: accuracy {m['accuracy']:.3f} ({m['steps']} steps, "
+                      f"{m['train_seconds']:.0f} s) [{done}/{len(runs)}, ETA {eta / 60:.0f} min]", flush=True)
+
+        if args.jobs == 1:
+            for t, name, seed in runs:
+                record((t, name, seed), fit_one(study.tasks[t], *entry[name], seed, progress=not args.quiet))
+        else:
+            with ProcessPoolExecutor(args.jobs) as pool:
+                futures = {pool.submit(fit_one, study.tasks[t], *entry[name], seed, False): (t, name, seed)
+                           for t, name, seed in runs}
+                for fut in as_completed(futures):
+                    record(futures[fut], fut.result())
+    rows = []
+    for key in runs:  # in config order, whatever order the workers finished in
+        task, name, seed, m = study.tasks[key[0]], key[1], key[2], metrics[key]
+        rows.append({"task": task.label, "strategy": name, "seed": seed,
+                     "accuracy": m["accuracy"], "information_bits": m["information_bits"],
+                     "steps": m["steps"], "seconds": m["train_seconds"], "macs": m["macs"],
+                     "neurons": m.get("neurons", ""), "skip_share": m.get("skip_share", ""),
+                     "alpha_spread": m.get("alpha_spread", ""), "paper": study.strategies[name].paper.get(task.label, "")})
     means = []
     for task in study.tasks:
         for name in strategies:

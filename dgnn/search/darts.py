@@ -83,7 +83,6 @@ class MixedNode(nn.Module):
     def __init__(self, edge_ops: list[list[Op]]):
         super().__init__()
         self.kinds = [op.kind for op in edge_ops[0]]
-        self.n_src = len(edge_ops)
         self.weight, self.bias, self.osc = nn.ParameterDict(), nn.ParameterDict(), nn.ParameterDict()
         cost = [0.0, 0.0]
         for p, kind in enumerate(self.kinds):
