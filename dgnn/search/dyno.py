@@ -22,9 +22,9 @@ from ..learn.data import Dataset
 from ..learn.models import Readout
 from ..progress import Progress
 from .gate import EnergyGate, GateConfig
-from .growing import GrowingMLP, InputBuffer, Minibatches, effective_dimension, train_step, xavier
+from .growing import GrowingMLP, InputBuffer, finish_growth, Minibatches, effective_dimension, train_step, xavier
 from .north import init_random, select_by_rank
-from .strategy import Budget, Clock, StrategyResult, finish, register_strategy
+from .strategy import Budget, Clock, StrategyResult, register_strategy
 
 
 def prune_count(m: int, phi: float, star: float, delta: float) -> int:
@@ -162,10 +162,4 @@ class Dyno:
             clock.tick(3.0 * model.macs()["macs"] * len(idx))
             bar.update(1)
         bar.close()
-        if gate is None:
-            del hist["reserve"]
-        else:
-            hist.update({f"ledger_{k}": v for k, v in gate.ledger().items()})
-        res = finish(model, data, clock, hist)
-        res.metrics["neurons"] = int(sum(model.widths))
-        return res
+        return finish_growth(model, data, clock, hist, gate)

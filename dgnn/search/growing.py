@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..learn.models import Readout
+from .strategy import finish
 
 
 def relu0(x: torch.Tensor) -> torch.Tensor:
@@ -236,3 +237,15 @@ def candidate_scores(existing: torch.Tensor, candidates: torch.Tensor, eps: floa
     counts = float((lam > t).sum()) + (schur > 0).double()
     tie = 0.5 * torch.sigmoid(schur / max(float(d.abs().max()), 1e-300))  # monotone in s, in (0, 1/2)
     return counts + tie
+
+
+def finish_growth(model: GrowingMLP, data, clock, hist: dict, gate=None):
+    """End of a growing / pruning fit (NORTH*, DYNO): the gate's ledger joins the history (or the unused reserve
+    column leaves it), then the test evaluation, with the final neuron count in the metrics."""
+    if gate is None:
+        hist.pop("reserve", None)
+    else:
+        hist.update({f"ledger_{k}": v for k, v in gate.ledger().items()})
+    res = finish(model, data, clock, hist)
+    res.metrics["neurons"] = int(sum(model.widths))
+    return res

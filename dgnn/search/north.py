@@ -32,9 +32,9 @@ from ..errors import ConfigError
 from ..learn.data import Dataset
 from ..progress import Progress
 from .gate import EnergyGate, GateConfig
-from .growing import (GrowingMLP, InputBuffer, Minibatches, candidate_scores, effective_dimension,
+from .growing import (GrowingMLP, finish_growth, InputBuffer, Minibatches, candidate_scores, effective_dimension,
                       orthogonality_gap, train_step, weight_dimension, xavier)
-from .strategy import Budget, Clock, StrategyResult, finish, register_strategy, register_variant
+from .strategy import Budget, Clock, StrategyResult, register_strategy, register_variant
 
 TABLE7 = {"select": "act", "pre": "act", "random": "act", "weight": "weight", "gradmax": "grad"}
 
@@ -243,13 +243,7 @@ class North:
             clock.tick(3.0 * model.macs()["macs"] * len(idx))  # forward + backward MACs of the step
             bar.update(1)
         bar.close()
-        if gate is None:
-            del hist["reserve"]
-        else:
-            hist.update({f"ledger_{k}": v for k, v in gate.ledger().items()})
-        res = finish(model, data, clock, hist)
-        res.metrics["neurons"] = int(sum(model.widths))
-        return res
+        return finish_growth(model, data, clock, hist, gate)
 
 
 NorthSelect = register_variant(North, "north_select", "NORTH-Select: T_act + Select (Table 7).", init="select")
