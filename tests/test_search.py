@@ -69,7 +69,7 @@ def test_weight_generation_matrix_density_and_product(beta):
 
 
 def test_genome_fan_in_layout_places_each_link_of_W_x_on_its_input_graph_edge():
-    """make_genome stores W's rows in per-unit fan-in slots; the weights must be section 2's W x laid on the
+    """make_genome stores W's rows in per-unit slots, units grouped by fan-in; the weights must be section 2's W x laid on the
     input graph's edges in row-major order, then the output layer (regenerated here from the same seed)."""
     h, d, c, n = 16, 12, 4, 200
     genome = make_genome(d, c, h, 0.3, n, 0.02, torch.Generator().manual_seed(5), torch.float64)
@@ -81,7 +81,11 @@ def test_genome_fan_in_layout_places_each_link_of_W_x_on_its_input_graph_edge():
     w1, w2 = genome.weights(x)
     expected = torch.zeros(3, h, d, dtype=torch.float64)
     expected[:, mask] = links[:, :int(mask.sum())]
-    assert torch.equal(genome.mask, mask) and genome.fan_in.shape == (h, int(mask.sum(1).max()))
+    fan = mask.sum(1)
+    assert torch.equal(genome.mask, mask) and sum(u for u, _ in genome.groups) == h
+    assert torch.equal(fan[genome.order], fan.sort().values)  # units in fan-in order
+    assert all(k == int(fan[genome.order][sum(u for u, _ in genome.groups[:i + 1]) - 1])  # K_g = group's largest
+               for i, (_, k) in enumerate(genome.groups))
     assert torch.allclose(w1, expected, atol=1e-12)
     assert torch.allclose(w2, links[:, int(mask.sum()):].view(3, c, h), atol=1e-12)
 

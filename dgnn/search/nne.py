@@ -79,15 +79,22 @@ class SparseNet(nn.Module):
         return {"macs": float(self.mask.sum()) + float(self.readout.weight.numel()), "transcendentals": 0.0}
 
 
+GROUPS = 8  # fan-in groups in the first layer: 8 ran its product + ReLU 1.35x faster than one K for all (h = 128)
+
+
 @dataclass
 class Genome:
-    """The fixed parts of an NNE: the input graph, the weight-generation matrix, the layer sizes. Each hidden
-    unit's input links sit in K = max fan-in slots (padding slots have no genes, so weight 0), which lets a whole
-    population's first layer run as one batched product over units at K/d of the dense cost."""
+    """The fixed parts of an NNE: the input graph, the weight-generation matrix, the layer sizes. Hidden units are
+    taken in order of fan-in and cut into groups of about equal size; each unit's input links sit in K_g slots, K_g
+    its group's largest fan-in (padding slots have no genes, so weight 0). A population's first layer then runs as
+    one batched product per group, with little padding."""
 
     mask: torch.Tensor  # (h, d) bool
-    fan_in: torch.Tensor  # (h, K) input index of each unit's k-th link (0 in padding slots)
-    w: torch.Tensor  # (h K + C h, n) sparse CSR: rows (unit, slot), then (class, unit)
+    order: torch.Tensor  # (h,) the unit at each position of the fan-in order
+    slot_unit: torch.Tensor  # (R,) unit of each first-layer slot
+    slot_input: torch.Tensor  # (R,) input index of each slot (0 in padding slots)
+    groups: tuple[tuple[int, int], ...]  # (units, K_g) per group, in position order; R = sum units K_g
+    w: torch.Tensor  # (R + C h, n) sparse CSR: rows are the slots, then (class, position)
     n_out: int
 
     @property
@@ -95,16 +102,20 @@ class Genome:
         return tuple(self.mask.shape)
 
     def links(self, x: torch.Tensor) -> torch.Tensor:
-        """Genotypes x (N, n) -> every link weight W x, (h K + C h, N)."""
-        return self.w @ x.T.contiguous()
+        """Genotypes x (N, n) -> every link weight W x, (R + C h, N). Each row of W x is a weighted sum of a few
+        rows of x^T, which embedding_bag computes about 2x faster than the CSR product (same sums, same order)."""
+        return nn.functional.embedding_bag(self.w.col_indices(), x.T.contiguous(), self.w.crow_indices(),
+                                           mode="sum", per_sample_weights=self.w.values(), include_last_offset=True)
 
     def weights(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Genotypes x (N, n) -> dense input weights (N, h, d) and output weights (N, C, h)."""
-        (h, d), k = self.shape, self.fan_in.shape[1]
-        q = self.links(x).T  # (N, h K + C h)
-        w1 = q.new_zeros(x.shape[0], h, d).scatter_add_(2, self.fan_in.expand(x.shape[0], -1, -1),
-                                                         q[:, :h * k].reshape(-1, h, k))
-        return w1, q[:, h * k:].reshape(-1, self.n_out, h)
+        (h, d), r = self.shape, self.slot_input.numel()
+        q = self.links(x).T  # (N, R + C h)
+        target = (self.slot_unit * d + self.slot_input).expand(x.shape[0], -1)  # (N, R) flat (unit, input)
+        w1 = q.new_zeros(x.shape[0], h * d).scatter_add_(1, target, q[:, :r]).view(-1, h, d)
+        w2 = q.new_zeros(x.shape[0], self.n_out, h)
+        w2[:, :, self.order] = q[:, r:].reshape(-1, self.n_out, h)
+        return w1, w2
 
     def net(self, x: torch.Tensor) -> SparseNet:
         w1, w2 = self.weights(x[None])
@@ -113,38 +124,54 @@ class Genome:
 
 def make_genome(n_in: int, n_out: int, hidden: int, edge_prob: float, genes: int, beta: float,
                 gen: torch.Generator, dtype=torch.float32) -> Genome:
-    """Input graph (each link present with probability edge_prob) and W (section 2) over its links and the
-    output layer's."""
+    """Input graph (each link present with probability edge_prob) and W (section 2) over its links, in row-major
+    order, and the output layer's; W's rows are then laid out in the fan-in groups (the draws do not change)."""
     mask = torch.rand(hidden, n_in, generator=gen) < edge_prob  # (h, d)
     unit, inp = torch.nonzero(mask, as_tuple=True)  # links in row-major order
     slot = mask.long().cumsum(1)[unit, inp] - 1  # (E,) position of each link among its unit's links
-    k = max(1, int(mask.sum(1).max()))
-    fan_in = torch.zeros(hidden, k, dtype=torch.long)
-    fan_in[unit, slot] = inp
+    fan = mask.sum(1)  # (h,)
+    order = torch.argsort(fan, stable=True)
+    position = torch.empty_like(order)
+    position[order] = torch.arange(hidden)
+    cuts = [round(i * hidden / min(GROUPS, hidden)) for i in range(min(GROUPS, hidden) + 1)]
+    groups = tuple((b - a, max(1, int(fan[order[a:b]].max()))) for a, b in zip(cuts, cuts[1:]))
+    k = torch.cat([torch.full((units,), kk) for units, kk in groups])  # (h,) slots at each position
+    first = k.cumsum(0) - k  # (h,) first row of each position
+    r = int(k.sum())
+    slot_unit = order.repeat_interleave(k)  # (R,)
+    slot_input = torch.zeros(r, dtype=torch.long)
+    slot_input[first[position[unit]] + slot] = inp
     w = weight_generation_matrix(unit.numel() + n_out * hidden, genes, beta, gen, dtype).to_sparse_coo()
-    rows = torch.cat([unit * k + slot, hidden * k + torch.arange(n_out * hidden)])  # old row -> new row
+    readout = r + (torch.arange(n_out)[:, None] * hidden + position[None, :]).flatten()  # (C h,) row of (c, unit)
+    rows = torch.cat([first[position[unit]] + slot, readout])  # old row -> new row
     idx = w.indices()
     with warnings.catch_warnings():  # as in weight_generation_matrix
         warnings.simplefilter("ignore", UserWarning)
         w = torch.sparse_coo_tensor(torch.stack([rows[idx[0]], idx[1]]), w.values(),
-                                    (hidden * k + n_out * hidden, genes)).coalesce().to_sparse_csr()
-    return Genome(mask, fan_in, w, n_out)
+                                    (r + n_out * hidden, genes)).coalesce().to_sparse_csr()
+    return Genome(mask, order, slot_unit, slot_input, groups, w, n_out)
 
 
 def population_fitness(genome: Genome, x: torch.Tensor, y: torch.Tensor, labels: torch.Tensor,
                        chunk: int = 1 << 24) -> torch.Tensor:
     """Section 3.1's delta_x = mean over samples of max(0, alpha^2 - CE), alpha = ln C, for every genotype of x
     (N, n) on samples y (S, d): batched products per chunk of genotypes, no loop over individuals."""
-    (h, _), k, s, c = genome.shape, genome.fan_in.shape[1], y.shape[0], genome.n_out
+    (h, _), r, s, c = genome.shape, genome.slot_input.numel(), y.shape[0], genome.n_out
     alpha2 = math.log(c) ** 2
-    inputs = y.T.contiguous().index_select(0, genome.fan_in.flatten()).view(h, k, s)  # (h, K, S) unit inputs
+    inputs = y.T.contiguous().index_select(0, genome.slot_input)  # (R, S) each slot's input
     step = max(1, chunk // max(1, s * h))
     out = []
     for i in range(0, x.shape[0], step):
-        q = genome.links(x[i:i + step])  # (h K + C h, n)
+        q = genome.links(x[i:i + step])  # (R + C h, n)
         n = q.shape[1]
-        hid = torch.bmm(q[:h * k].view(h, k, n).transpose(1, 2), inputs).relu_()  # (h, n, S)
-        w2 = q[h * k:].view(c, h, n).permute(2, 0, 1).contiguous()  # (n, C, h)
+        hid = y.new_empty(h, n, s)
+        row = unit = 0
+        for units, k in genome.groups:  # ReLU on each group's block while it is still in cache
+            rows = slice(row, row + units * k)
+            torch.bmm(q[rows].view(units, k, n).transpose(1, 2), inputs[rows].view(units, k, s),
+                      out=hid[unit:unit + units]).relu_()  # (units, n, S)
+            row, unit = row + units * k, unit + units
+        w2 = q[r:].view(c, h, n).permute(2, 0, 1).contiguous()  # (n, C, h) units in fan-in order, as hid
         logits = torch.bmm(w2, hid.transpose(0, 1))  # (n, C, S)
         # log_softmax over the strided class axis is ~8x faster here than logsumexp
         ce = -torch.log_softmax(logits, 1).gather(1, labels.expand(n, -1)[:, None, :])[:, 0]  # (n, S)
