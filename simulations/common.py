@@ -7,8 +7,9 @@ import json
 from pathlib import Path
 
 
-def study_args(doc: str, config: str, out: str, argv=None, jobs: bool = False) -> argparse.Namespace:
-    """--config, --out (created) and --quiet (and --jobs if asked), with the script's docstring as help."""
+def study_args(doc: str, config: str, out: str, argv=None, jobs: bool = False,
+               resume: bool = False) -> argparse.Namespace:
+    """--config, --out (created) and --quiet (and --jobs, --resume if asked), with the script's docstring as help."""
     ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--config", default=config, help=f"base config (default {config})")
     ap.add_argument("--out", default=out, help=f"results folder (default {out})")
@@ -17,6 +18,9 @@ def study_args(doc: str, config: str, out: str, argv=None, jobs: bool = False) -
         ap.add_argument("--jobs", type=int, default=1,
                         help="runs in parallel, one core each (default 1; keep 1 for time budgets, which parallel "
                              "runs would share)")
+    if resume:
+        ap.add_argument("--resume", action="store_true",
+                        help="keep the runs already finished in --out and run the rest (same config; more seeds allowed)")
     args = ap.parse_args(argv)
     if jobs and args.jobs < 1:
         ap.error(f"--jobs: expected >= 1, found {args.jobs}")

@@ -9,15 +9,20 @@ Tasks are digits (a class subset) or MNIST-1D. Writes results.csv / results.json
 seed, and means) and history.h5 (per-run histories: fitness per generation and allele polarisation for NNE,
 losses for the gradient and plasticity rules, alpha and the schedule for DARTS). --jobs N runs N fits at a time
 in worker processes; step budgets give the same numbers either way, time budgets do not (the runs share cores).
+--resume keeps the runs an earlier, interrupted call finished in --out (the config must be the same except for
+`seeds`, so a study can also be extended with more seeds) and runs the rest.
 """
 from __future__ import annotations
 
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
 import h5py
 import numpy as np
+import yaml
 from common import load_study, study_args, write_table
+from dgnn.config import config_to_yaml
 from dgnn.learn.config import DatasetConfig
 from dgnn.learn.data import load_dataset
 from dgnn.search import Budget
@@ -37,37 +42,67 @@ def fit_one(task: StudyTask, strategy: str, options: dict, seed: int, progress: 
     return res.metrics, res.history
 
 
+def finished_runs(out, study: StudyConfig, group: dict) -> dict | None:
+    """--resume: the metrics of the runs that history.h5 in `out` holds as finished, by run key; None (after a
+    one-line error) when `out` was made by a study that differs in more than its number of seeds."""
+    stored, path = out / "config.yaml", out / "history.h5"
+    if not path.exists():
+        return {}
+    if stored.exists():
+        old, new = yaml.safe_load(stored.read_text(encoding="utf-8")), yaml.safe_load(config_to_yaml(study))
+        diff = [k for k in new if k != "seeds" and old.get(k) != new[k]]
+        if diff:
+            print(f"error: --resume: {out} holds runs of a study with other {', '.join(diff)} (see {stored}); resume "
+                  "with that config, or drop --resume or choose another --out", file=sys.stderr)
+            return None
+    done = {}
+    with h5py.File(path, "r") as h5:
+        for key, name in group.items():
+            if name in h5 and h5[name].attrs.get("finished", False):
+                done[key] = {k: v.item() if hasattr(v, "item") else v for k, v in h5[name].attrs.items() if k != "finished"}
+    return done
+
+
 def main(argv=None) -> int:
-    args = study_args(__doc__, "configs/nne_digits.yaml", "outputs/nne_digits", argv, jobs=True)
+    args = study_args(__doc__, "configs/nne_digits.yaml", "outputs/nne_digits", argv, jobs=True, resume=True)
     study = load_study(args.config, StudyConfig, StudyConfig.build)
     if study is None:
         return 2
     strategies = study.build()  # validates every strategy's keys before any run starts
     runs = [(t, name, seed) for t in range(len(study.tasks)) for seed in range(study.seeds) for name in strategies]
     entry = {name: (study.strategies[name].strategy or name, study.strategies[name].options) for name in strategies}
-    metrics = {}
+    group = {key: f"{study.tasks[key[0]].label}/{key[1]}/seed{key[2]}" for key in runs}
+    metrics = finished_runs(args.out, study, group) if args.resume else {}
+    if metrics is None:
+        return 2
+    (args.out / "config.yaml").write_text(config_to_yaml(study), encoding="utf-8")
+    todo = [key for key in runs if key not in metrics]
+    if not args.quiet and metrics:
+        print(f"resuming: {len(metrics)} of {len(runs)} runs already in {args.out / 'history.h5'}", flush=True)
     t0 = time.perf_counter()
-    with h5py.File(args.out / "history.h5", "w") as h5:
+    with h5py.File(args.out / "history.h5", "a" if args.resume else "w") as h5:
 
         def record(key, result):
             """Store one finished fit at once (an interrupted study keeps every run it finished) and report it."""
-            task, name, seed = study.tasks[key[0]], key[1], key[2]
             metrics[key], history = result
-            write_history(StrategyResult(None, metrics[key], history), h5.create_group(f"{task.label}/{name}/seed{seed}"))
+            if group[key] in h5:  # left half-written by an interrupted call
+                del h5[group[key]]
+            g = h5.create_group(group[key])
+            write_history(StrategyResult(None, metrics[key], history), g)
+            g.attrs["finished"] = True  # written last: --resume trusts only groups that have it
             h5.flush()
             if not args.quiet:
-                m, done = metrics[key], len(metrics)
-                eta = (time.perf_counter() - t0) / done * (len(runs) - done)  # wall time per finished run
-                print(f"{task.label} {name} seed {seed}: accuracy {m['accuracy']:.3f} ({m['steps']} steps, "
-                      f"{m['train_seconds']:.0f} s) [{done}/{len(runs)}, ETA {eta / 60:.0f} min]", flush=True)
+                m, done = metrics[key], len(metrics) - (len(runs) - len(todo))  # finished in this call
+                eta = (time.perf_counter() - t0) / done * (len(todo) - done)  # wall time per finished run
+                print(f"{group[key]}: accuracy {m['accuracy']:.3f} ({m['steps']} steps, "
+                      f"{m['train_seconds']:.0f} s) [{done}/{len(todo)}, ETA {eta / 60:.0f} min]", flush=True)
 
         if args.jobs == 1:
-            for t, name, seed in runs:
-                record((t, name, seed), fit_one(study.tasks[t], *entry[name], seed, progress=not args.quiet))
+            for key in todo:
+                record(key, fit_one(study.tasks[key[0]], *entry[key[1]], key[2], progress=not args.quiet))
         else:
             with ProcessPoolExecutor(args.jobs) as pool:
-                futures = {pool.submit(fit_one, study.tasks[t], *entry[name], seed, False): (t, name, seed)
-                           for t, name, seed in runs}
+                futures = {pool.submit(fit_one, study.tasks[key[0]], *entry[key[1]], key[2], False): key for key in todo}
                 for fut in as_completed(futures):
                     record(futures[fut], fut.result())
     rows = []

@@ -72,6 +72,64 @@ def test_insertion_is_function_preserving(init):
     assert torch.allclose(model(x)[0].detach(), before, atol=1e-6)
 
 
+def test_firefly_candidate_scores_are_the_gradient_norms_of_each_candidate_in_the_net():
+    """The closed-form scores, g_z^T a_c and H^T ((g_z v_c) * act'(z_c)), equal autograd's ||dL/dw_in|| +
+    ||dL/dw_out|| of the candidate neuron once inserted (g_z read from that net); Firefly takes g_z from the net
+    without the candidate, which its small fan-out leaves unchanged to first order."""
+    from dgnn.search.north import candidate_gradient_norms, output_gradient
+
+    g = torch.Generator().manual_seed(4)
+    model = GrowingMLP(10, [6, 5], 3, g, "tanh", dtype=torch.float64)
+    x, y = torch.randn(64, 10, generator=g, dtype=torch.float64), torch.randint(0, 3, (64,), generator=g)
+    for layer in (0, 1):
+        w_in = torch.randn(4, model.widths[layer - 1] if layer else 10, generator=g, dtype=torch.float64)
+        w_out = 0.5 * torch.randn(model.fan_out(layer).shape[0], 4, generator=g, dtype=torch.float64)
+        b_in = 0.1 * torch.randn(4, generator=g, dtype=torch.float64)
+        for c in range(4):
+            trial = GrowingMLP(10, [6, 5], 3, torch.Generator().manual_seed(4), "tanh", dtype=torch.float64)
+            trial.load_state_dict(model.state_dict())
+            trial.add(layer, w_in[c:c + 1], b_in[c:c + 1], w_out[:, c:c + 1])
+            g_z, h, gi, go = output_gradient(trial, layer, x, y)
+            score = candidate_gradient_norms(trial, g_z, h, w_in[c:c + 1], b_in[c:c + 1], w_out[:, c:c + 1])
+            assert float(score[0]) == pytest.approx(float(gi[-1].norm() + go[:, -1].norm()), rel=1e-10)
+
+
+def test_firefly_keeps_the_largest_gradient_candidates_and_barely_moves_the_function():
+    data = _toy(8)
+    north = make_strategy("firefly", hidden=[6, 5], max_width=64, buffer=256)
+    model = GrowingMLP(64, [6, 5], 2, torch.Generator().manual_seed(0))
+    x, y = torch.as_tensor(data.x_train[:256], dtype=torch.float32), torch.as_tensor(data.y_train[:256])
+    before = model(x)[0].detach()
+    for layer in (0, 1):
+        w_in, b_in, w_out = north.new_neurons(model, layer, 3, torch.Generator().manual_seed(1), x, None, (x, y))
+        assert w_in.shape == (3, model.weights[layer].shape[1]) and w_out.shape[1] == 3
+        model.add(layer, w_in, b_in, w_out)
+    assert model.widths == [9, 8]
+    # splits move the function by O(eps) (ReLU kinks crossed within the noise), new candidates by eps x their input
+    assert float((model(x)[0].detach() - before).abs().max()) < 1e-3 * float(before.abs().max())
+
+
+def test_nest_bridges_the_top_quantile_of_the_auxiliary_gradient():
+    from dgnn.search.north import init_nest
+
+    model = GrowingMLP(4, [3], 2, torch.Generator().manual_seed(0), dtype=torch.float64)
+    aux = torch.tensor([[4.0, 0.1, -3.0, 0.0], [0.2, 0.0, 0.1, -0.3]], dtype=torch.float64)  # (M_{l+1}=2, M_{l-1}=4)
+    w_in, w_out = init_nest(model, 0, 5, aux, torch.Generator().manual_seed(2), quantile=0.25)
+    # the top 25% of 8 entries: 4 and -3, both on output 0 and inputs 0 and 2
+    assert torch.equal(w_in[:, [1, 3]], torch.zeros(5, 2)) and torch.equal(w_out[1], torch.zeros(5, dtype=torch.float64))
+    ratio = w_in[:, 0].abs() / w_in[:, 2].abs()  # fan-in magnitudes sqrt(sum_j G_ji^2): 4 : 3
+    assert torch.allclose(ratio, torch.full((5,), 4 / 3, dtype=torch.float64))
+    assert torch.allclose(w_in.norm(dim=1), torch.full((5,), model.fan_in_norm(0), dtype=torch.float64))
+    assert len({tuple(r.sign().tolist()) for r in w_in}) > 1  # each neuron draws its own signs
+
+
+@pytest.mark.parametrize("name", ["firefly", "nest"])
+def test_gradient_initialisations_grow_and_learn_the_toy_task(name):
+    res = make_strategy(name, hidden=[4], max_width=64, buffer=256).fit(_toy(2), Budget(steps=150), 0)
+    w = res.history["widths"][:, 0]
+    assert w[-1] > 4 and res.metrics["accuracy"] > 0.9
+
+
 def test_removing_a_neuron_without_fan_out_preserves_the_function_and_adam_state():
     g = torch.Generator().manual_seed(3)
     model = GrowingMLP(5, [4], 3, g)
@@ -236,6 +294,20 @@ def test_darts_prime_fit_reports_the_found_cell():
     final = res.history["alpha"][-1]  # softmax rows: the spread is between 0 (uniform) and 1 (one-hot)
     assert res.metrics["alpha_spread"] == pytest.approx(float((final.max(1) - final.min(1)).mean()))
     assert 0.0 < res.metrics["alpha_spread"] < 1.0 and np.allclose(final.sum(1), 1.0, atol=1e-6)
+
+
+def test_darts_retrain_seeds_average_retrains_of_one_searched_cell():
+    """The search is the same; retrain 0 is the single-retrain fit, and the reported accuracy is the mean."""
+    data = load_dataset(DatasetConfig(name="digits"), 0)
+    kw = dict(width=8, nodes=2, cells=1, retrain_epochs=2)
+    one = make_strategy("darts", **kw).fit(data, Budget(steps=6), 0)
+    three = make_strategy("darts", retrain_seeds=3, **kw).fit(data, Budget(steps=6), 0)
+    assert np.array_equal(one.history["genotype"], three.history["genotype"])
+    acc = three.history["retrain_accuracy"]
+    assert acc.shape == (3,) and acc[0] == one.metrics["accuracy"]
+    assert three.metrics["accuracy"] == pytest.approx(acc.mean(), abs=1e-12)
+    with pytest.raises(ConfigError, match="retrain_seeds"):
+        make_strategy("darts", retrain_seeds=0)
 
 
 def test_strategy_keys_are_checked_per_class():

@@ -186,6 +186,42 @@ def test_study_script_parallel_runs_equal_serial_ones_on_a_step_budget(tmp_path)
     assert [r["seed"] for r in out[2]] == [0, 1]
 
 
+def test_study_script_resume_keeps_finished_runs_and_extends_the_seeds(tmp_path):
+    """A 1-seed study resumed with 2 seeds runs only seed 1 and ends with the rows of a fresh 2-seed study; a
+    resume under another task list is refused with one line and exit 2."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import h5py
+
+    script = Path(__file__).resolve().parents[1] / "simulations" / "search_digits.py"
+    body = "tasks: [{label: m, dataset: mnist1d, samples: 600, steps: 5}]\nstrategies: {nne: {options: {population: 10, genes: 300}}}\n"
+    for seeds in (1, 2):
+        (tmp_path / f"s{seeds}.yaml").write_text(f"seeds: {seeds}\n" + body)
+
+    def study(cfg, out, *extra):
+        return subprocess.run([sys.executable, str(script), "--config", str(tmp_path / cfg), "--out", str(tmp_path / out),
+                               *extra], capture_output=True, text=True)
+
+    assert study("s2.yaml", "fresh", "--quiet").returncode == 0
+    assert study("s1.yaml", "r", "--quiet").returncode == 0
+    with h5py.File(tmp_path / "r" / "history.h5", "a") as h5:  # as if killed while seed 1 was being written
+        h5.create_group("m/nne/seed1").attrs["accuracy"] = 0.0
+    run = study("s2.yaml", "r", "--resume")
+    assert run.returncode == 0, run.stderr
+    assert "resuming: 1 of 2 runs" in run.stdout and "m/nne/seed1: accuracy" in run.stdout
+    assert "m/nne/seed0: accuracy" not in run.stdout
+    rows = {o: json.loads((tmp_path / o / "results.json").read_text())["rows"] for o in ("fresh", "r")}
+    keys = ("task", "strategy", "seed", "accuracy", "information_bits", "steps", "macs")
+    assert [{k: r[k] for k in keys} for r in rows["r"]] == [{k: r[k] for k in keys} for r in rows["fresh"]]
+    (tmp_path / "other.yaml").write_text("seeds: 2\n" + body.replace("steps: 5", "steps: 6"))
+    run = study("other.yaml", "r", "--resume")
+    assert run.returncode == 2 and "--resume" in run.stderr and "other tasks" in run.stderr
+    assert "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1
+
+
 def test_dopamine_step_moves_only_the_fired_links_of_wrong_predictions():
     from dgnn.search.dnn import CappedNet, dopamine_step
 

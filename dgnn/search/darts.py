@@ -283,17 +283,19 @@ class Darts:
     def __init__(self, schedule: str = "alternate", ratio: int = 10, rho: float = 0.0, width: int = 32,
                  cells: int = 2, nodes: int = 3, ops: list[str] = OPS, lr: float = 3e-3, arch_lr: float = 3e-3,
                  arch_weight_decay: float = 1e-3, batch: int = 64, h0: float = 1.0, h_inc: float = 1.05,
-                 fimt_lambda: float = 0.2, retrain_epochs: int = 60, settle_time: float = 2.0, osc_dt: float = 0.5):
+                 fimt_lambda: float = 0.2, retrain_epochs: int = 60, retrain_seeds: int = 1, settle_time: float = 2.0,
+                 osc_dt: float = 0.5):
         bad = sorted(set(ops) - set(OPS))
         if bad or len(set(ops)) != len(ops):
             raise ConfigError(f"strategy darts.ops: unknown or repeated operator(s) {bad or list(ops)}; valid: {', '.join(OPS)}")
-        if ratio < 1 or nodes < 1 or cells < 1 or width < 1:
-            raise ConfigError("strategy darts: ratio, nodes, cells and width must be >= 1")
+        if ratio < 1 or nodes < 1 or cells < 1 or width < 1 or retrain_seeds < 1:
+            raise ConfigError("strategy darts: ratio, nodes, cells, width and retrain_seeds must be >= 1")
         Schedule(schedule, ratio)  # validates the name
         self.schedule, self.ratio, self.rho, self.width, self.cells, self.nodes = schedule, ratio, rho, width, cells, nodes
         self.ops = tuple(ops)
         self.lr, self.arch_lr, self.arch_wd, self.batch = lr, arch_lr, arch_weight_decay, batch
         self.h0, self.h_inc, self.fimt_lambda, self.retrain_epochs = h0, h_inc, fimt_lambda, retrain_epochs
+        self.retrain_seeds = retrain_seeds
         self.osc = ModelConfig(kind="oscillator", hidden=[width], settle_time=settle_time, dt=osc_dt)
 
     def search(self, data: Dataset, budget: Budget, seed: int, progress: bool = False):
@@ -361,19 +363,31 @@ class Darts:
         return min(1.0, max(fr)) if fr else 0.0
 
     def fit(self, data: Dataset, budget: Budget, seed: int, progress: bool = False) -> StrategyResult:
+        """Search, then retrain the discretised cell from scratch `retrain_seeds` times; the metrics are the means
+        over the retrains (the model returned is the first), which separates the cell's quality from one
+        training run's luck."""
         genotype, _, hist, clock = self.search(data, budget, seed, progress)
-        gen = torch.Generator().manual_seed(int(seed) + 31337)
-        net = CellNet(data.n_features, data.n_classes, self.width, self.cells, self.nodes, self.ops, gen, self.osc,
-                      genotype)
-        res = train(net, data, TrainConfig(lr=self.lr, batch_size=self.batch, epochs=self.retrain_epochs, patience=15),
-                    seed=seed, progress=progress)
         hist["genotype"] = np.array([f"{i}<-{j}:{op}" for i, j, op in genotype], dtype="S")
-        out = finish(res.model, data, clock, hist)
+        runs, epochs = [], []
+        for r in range(self.retrain_seeds):  # retrain 0 uses the seeds of a single-retrain fit
+            gen = torch.Generator().manual_seed(int(seed) + 31337 + 7919 * r)
+            net = CellNet(data.n_features, data.n_classes, self.width, self.cells, self.nodes, self.ops, gen, self.osc,
+                          genotype)
+            res = train(net, data, TrainConfig(lr=self.lr, batch_size=self.batch, epochs=self.retrain_epochs,
+                                               patience=15), seed=int(seed) + 7919 * r, progress=progress)
+            runs.append(finish(res.model, data, clock, hist))
+            epochs.append(res.epochs)
+        out = runs[0]
+        out.history["retrain_accuracy"] = np.array([run.metrics["accuracy"] for run in runs])
+        for k, v in out.metrics.items():
+            vals = [run.metrics[k] for run in runs]
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and len(set(vals)) > 1:
+                out.metrics[k] = float(np.mean(vals))
         ops = [op for _, _, op in genotype]
         final = hist["alpha"][-1]  # (edges, ops) softmax at the end of the search
         out.metrics.update({"skip_share": ops.count("skip") / len(ops), "alpha_steps": int(np.sum(hist["alpha_step"])),
                             "alpha_spread": float((final.max(1) - final.min(1)).mean()),  # 0 = still uniform
-                            "retrain_epochs": res.epochs})
+                            "retrain_epochs": float(np.mean(epochs)) if len(epochs) > 1 else epochs[0]})
         return out
 
 

@@ -17,8 +17,12 @@ Initialisations (section 6.2.2; new fan-in rows scaled to the layer's mean fan-i
     weight  random fan-in projected onto ker W_l (eq. 34); fan-out 0
     gradmax fan-in 0, fan-out = the top-k left singular vectors of the auxiliary gradient (scaled to the mean
             fan-out norm); the modified ReLU (derivative 1 at 0) lets the zero fan-in learn
-Every initialisation is function-preserving: zero fan-out, or zero fan-in into relu0(0) = 0.
-Firefly and NeST (Table 7's other gradient rows) are not implemented.
+    firefly candidates split existing neurons (fan-out halved, fan-in +/- noise) or are new (random fan-in, fan-out
+            of norm eps_Firefly); the k with the largest gradient norm on the minibatch are kept (section 6.2.2)
+    nest    bridges the (output, input) pairs in the top quantile of |auxiliary gradient|: fan-in / fan-out
+            magnitudes are the root sums of squares of the kept entries, signs random per neuron and weight
+These are function-preserving (zero fan-out, or zero fan-in into relu0(0) = 0) except Firefly, which changes the
+function by O(eps_Firefly), and NeST, whose neurons are functional from the start (as the thesis notes).
 """
 from __future__ import annotations
 
@@ -36,7 +40,8 @@ from .growing import (GrowingMLP, finish_growth, InputBuffer, Minibatches, candi
                       orthogonality_gap, train_step, weight_dimension, xavier)
 from .strategy import Budget, Clock, StrategyResult, register_strategy, register_variant
 
-TABLE7 = {"select": "act", "pre": "act", "random": "act", "weight": "weight", "gradmax": "grad"}
+TABLE7 = {"select": "act", "pre": "act", "random": "act", "weight": "weight", "gradmax": "grad", "firefly": "grad",
+          "nest": "grad"}
 
 
 # ------------------------------------------------------------------------------------------------------ triggers
@@ -49,18 +54,23 @@ def activation_metric(h: torch.Tensor, metric: str, eps: float) -> float:
     return effective_dimension(h, eps) if metric == "ed" else orthogonality_gap(h)
 
 
-def auxiliary_gradient(model: GrowingMLP, layer: int, x: torch.Tensor, y: torch.Tensor):
-    """dL/dZ_{l+1}^T H_{l-1} (M_{l+1}, M_{l-1}) on a batch, and the per-neuron gradient norms of layer l's
-    fan-in rows and fan-out columns (M_l,)."""
+def output_gradient(model: GrowingMLP, layer: int, x: torch.Tensor, y: torch.Tensor):
+    """dL/dZ_{l+1} (B, M_{l+1}) (the logits' gradient after the last layer), the layer's input H_{l-1}
+    (B, M_{l-1}), and the gradients of its fan-in rows and fan-out columns, on one batch."""
     ins, pres, posts = model.layer_io(x)
-    nxt = pres[layer + 1] if layer + 1 < len(pres) else None
     logits = model.readout(posts[-1])
-    target = nxt if nxt is not None else logits
+    target = pres[layer + 1] if layer + 1 < len(pres) else logits
     w_in, w_out = model.weights[layer], model.fan_out(layer)
     loss = nn.functional.cross_entropy(logits, y)
     g_z, g_in, g_out = torch.autograd.grad(loss, [target, w_in, w_out])
-    aux = g_z.T @ ins[layer]  # (M_{l+1}, M_{l-1})
-    return aux.detach(), (g_in.norm(dim=1) + g_out.norm(dim=0)).detach()
+    return g_z.detach(), ins[layer].detach(), g_in.detach(), g_out.detach()
+
+
+def auxiliary_gradient(model: GrowingMLP, layer: int, x: torch.Tensor, y: torch.Tensor):
+    """dL/dZ_{l+1}^T H_{l-1} (M_{l+1}, M_{l-1}) on a batch, and the per-neuron gradient norms of layer l's
+    fan-in rows and fan-out columns (M_l,)."""
+    g_z, h, g_in, g_out = output_gradient(model, layer, x, y)
+    return g_z.T @ h, g_in.norm(dim=1) + g_out.norm(dim=0)
 
 
 # ------------------------------------------------------------------------------------------------ initialisations
@@ -117,6 +127,62 @@ def init_gradmax(model: GrowingMLP, layer: int, k: int, aux: torch.Tensor) -> to
     return (u[:, :k] * model.fan_out_norm(layer)).to(model.weights[layer].dtype)
 
 
+def candidate_gradient_norms(model: GrowingMLP, g_z: torch.Tensor, h: torch.Tensor, w_in: torch.Tensor,
+                             b_in: torch.Tensor, w_out: torch.Tensor) -> torch.Tensor:
+    """||dL/dw_in|| + ||dL/dw_out|| of each candidate neuron (C,) were it added alone, to first order in its effect
+    on the loss: fan-out gradient g_z^T a_c, fan-in gradient H^T ((g_z v_c) * act'(z_c)). w_in (C, M_{l-1}),
+    b_in (C,), w_out (M_{l+1}, C); g_z and h from output_gradient."""
+    z = (h @ w_in.T + b_in).requires_grad_(True)  # (B, C)
+    with torch.enable_grad():
+        a = model.act(z)
+        da = torch.autograd.grad(a.sum(), z)[0]  # (B, C) act'(z), elementwise
+    g_out = g_z.T @ a.detach()  # (M_{l+1}, C)
+    g_in = h.T @ ((g_z @ w_out) * da)  # (M_{l-1}, C)
+    return g_out.norm(dim=0) + g_in.norm(dim=0)
+
+
+def init_firefly(model: GrowingMLP, layer: int, k: int, count: int, gen: torch.Generator, eps: float,
+                 x: torch.Tensor, y: torch.Tensor):
+    """Firefly (Wu et al. 2020) as section 6.2.2 adapts it: candidates are splits of each existing neuron (fan-out
+    halved, fan-in + and - uniform noise for the two copies) and `count` new neurons (random fan-in, fan-out of norm
+    eps times the layer's); the k of largest gradient norm on (x, y) are kept. Noise norms are eps times the
+    layer's mean norms. Returns (split: indices of existing neurons to split, their noise (s, M_{l-1})) and the new
+    neurons (w_in, b_in, w_out), the split copies first."""
+    w, b, v = model.weights[layer].detach(), model.biases[layer].detach(), model.fan_out(layer).detach()
+    m, n_in, dt = w.shape[0], w.shape[1], w.dtype
+    noise = _scaled_rows(torch.rand(m, n_in, generator=gen, dtype=dt) * 2 - 1, eps * model.fan_in_norm(layer))
+    fresh_in = init_random(model, layer, count, gen)  # (count, M_{l-1})
+    fresh_out = _scaled_rows((torch.rand(count, v.shape[0], generator=gen, dtype=dt) * 2 - 1),
+                             eps * model.fan_out_norm(layer)).T  # (M_{l+1}, count)
+    cand_in = torch.cat([w - noise, fresh_in])  # (m + count, M_{l-1})
+    cand_b = torch.cat([b, torch.zeros(count, dtype=dt)])
+    cand_out = torch.cat([v / 2, fresh_out], 1)  # (M_{l+1}, m + count)
+    g_z, h, _, _ = output_gradient(model, layer, x, y)
+    score = candidate_gradient_norms(model, g_z, h, cand_in, cand_b, cand_out)
+    keep = torch.argsort(score, descending=True, stable=True)[:k]
+    keep = torch.cat([keep[keep < m].sort().values, keep[keep >= m].sort().values])
+    split = keep[keep < m]
+    return (split, noise[split]), (cand_in[keep], cand_b[keep], cand_out[:, keep])
+
+
+def init_nest(model: GrowingMLP, layer: int, k: int, aux: torch.Tensor, gen: torch.Generator, quantile: float):
+    """NeST (Dai et al. 2019) as section 6.2.2 adapts it: the entries of the auxiliary gradient G (M_{l+1}, M_{l-1})
+    in its top `quantile` by magnitude pick the (output, input) pairs a new neuron bridges. Its fan-in weight from
+    input i is sqrt(sum_j G_ji^2) and its fan-out weight to output j sqrt(sum_i G_ji^2), over the kept pairs; each
+    of the k neurons draws its own random sign for every weight. Scaled to the layer's mean norms."""
+    g = aux.double()
+    keep = g.abs() >= torch.quantile(g.abs().flatten(), 1.0 - quantile)
+    sq = g.pow(2) * keep
+    mag_in, mag_out = sq.sum(0).sqrt(), sq.sum(1).sqrt()  # (M_{l-1},), (M_{l+1},)
+    if float(mag_in.max()) == 0.0:  # a zero gradient picks no pair: nothing to bridge
+        return torch.zeros(0, g.shape[1]), torch.zeros(g.shape[0], 0)
+    sign = lambda *shape: torch.randint(0, 2, shape, generator=gen).double() * 2 - 1  # noqa: E731
+    w_in = _scaled_rows(sign(k, g.shape[1]) * mag_in, model.fan_in_norm(layer))  # (k, M_{l-1})
+    w_out = _scaled_rows((sign(g.shape[0], k) * mag_out[:, None]).T, model.fan_out_norm(layer)).T  # (M_{l+1}, k)
+    dt = model.weights[layer].dtype
+    return w_in.to(dt), w_out.to(dt)
+
+
 # ------------------------------------------------------------------------------------------------------ strategy
 @register_strategy("north")
 class North:
@@ -125,15 +191,21 @@ class North:
     def __init__(self, init: str = "select", trigger: str | None = None, metric: str = "ed",
                  hidden: list[int] = (4,), max_width: int = 512, buffer: int = 1024, candidates: int = 100,
                  epsilon: float = 0.01, gamma_a: float = 0.97, gamma_w: float = 0.99, lr: float = 1e-3,
-                 batch: int = 128, every: int = 1, activation: str = "relu", gate: dict | None = None):
-        """every: evaluate the triggers after every `every`-th step (1 = Algorithm 4; 0 = never: a static net)."""
+                 batch: int = 128, every: int = 1, activation: str = "relu", gate: dict | None = None,
+                 firefly_eps: float = 1e-4, nest_quantile: float = 0.4):
+        """every: evaluate the triggers after every `every`-th step (1 = Algorithm 4; 0 = never: a static net).
+        firefly_eps: Firefly's noise / new fan-out scale (x the layer's norms); nest_quantile: the share of
+        auxiliary-gradient entries NeST bridges (section 6.2.2's 1e-4 and 0.4)."""
         if init not in TABLE7:
             raise ConfigError(f"strategy north.init: expected one of {', '.join(TABLE7)}, found {init!r}")
         trigger = trigger or TABLE7[init]
         if trigger not in ("act", "weight", "grad"):
             raise ConfigError(f"strategy north.trigger: expected act, weight or grad, found {trigger!r}")
-        if init == "gradmax" and trigger != "grad":
-            raise ConfigError("strategy north: init gradmax reads the auxiliary gradient of trigger grad; set trigger: grad")
+        if init in ("gradmax", "nest") and trigger != "grad":
+            raise ConfigError(f"strategy north: init {init} reads the auxiliary gradient of trigger grad; set trigger: grad")
+        if not 0 < nest_quantile <= 1 or firefly_eps <= 0:
+            raise ConfigError(f"strategy north: nest_quantile must be in (0, 1] and firefly_eps > 0, found "
+                              f"{nest_quantile} and {firefly_eps}")
         if metric not in ("ed", "og"):
             raise ConfigError(f"strategy north.metric: expected ed (eq. 27) or og (eq. 29), found {metric!r}")
         if not hidden or min(hidden) < 1 or max(hidden) > max_width:
@@ -148,6 +220,7 @@ class North:
         self.eps, self.gamma_a, self.gamma_w, self.lr, self.batch, self.every = epsilon, gamma_a, gamma_w, lr, batch, every
         self.activation = activation
         self.gate = GateConfig(**gate) if gate is not None else None
+        self.firefly_eps, self.nest_quantile = firefly_eps, nest_quantile
 
     # -- one layer's decision ---------------------------------------------------------------------------------
     def _requested(self, model, layer, posts, xb, yb, baseline) -> tuple[int, torch.Tensor | None]:
@@ -176,10 +249,21 @@ class North:
             return [weight_dimension(self._w(model, l), self.eps) for l in range(len(model.widths))]
         return [0.0] * len(model.widths)
 
-    def new_neurons(self, model, layer, k, gen, xbuf, aux):
-        """(w_in, b_in, w_out) for up to k new neurons of `layer` by this strategy's initialisation."""
+    def new_neurons(self, model, layer, k, gen, xbuf, aux, batch=None):
+        """(w_in, b_in, w_out) for up to k new neurons of `layer` by this strategy's initialisation; batch = the
+        step's (x, y), which Firefly scores its candidates on (it also splits existing neurons in place)."""
         n_out = model.fan_out(layer).shape[0]
-        if self.init == "gradmax":
+        if self.init == "firefly":
+            if batch is None:
+                raise ValueError("north init firefly scores its candidates on a minibatch: pass batch=(x, y)")
+            (split, noise), new = init_firefly(model, layer, k, self.candidates + k, gen, self.firefly_eps, *batch)
+            with torch.no_grad():  # the kept splits: the existing copy takes + noise and half the fan-out
+                model.weights[layer][split] += noise
+                model.fan_out(layer)[:, split] /= 2
+            return new
+        if self.init == "nest":
+            w_in, w_out = init_nest(model, layer, k, aux, gen, self.nest_quantile)
+        elif self.init == "gradmax":
             w_out = init_gradmax(model, layer, k, aux)
             w_in = torch.zeros(w_out.shape[1], model.weights[layer].shape[1], dtype=w_out.dtype)
         else:
@@ -230,7 +314,7 @@ class North:
                     if gate is not None:
                         k = gate.grow(l, k)
                     if k > 0:
-                        w_in, b_in, w_out = self.new_neurons(model, l, k, gen, xbuf, aux)
+                        w_in, b_in, w_out = self.new_neurons(model, l, k, gen, xbuf, aux, (x[idx], y[idx]))
                         if w_in.shape[0]:
                             model.add(l, w_in, b_in, w_out, opt)
                             grown[l] = w_in.shape[0]
@@ -251,6 +335,8 @@ NorthPre = register_variant(North, "north_pre", "NORTH-Pre: T_act + pre-activati
 NorthRandom = register_variant(North, "north_random", "NORTH-Random: T_act + RandomInit.", init="random")
 NorthWeight = register_variant(North, "north_weight", "NORTH-Weight: T_weight + kernel projection, eq. (34).", init="weight")
 GradMax = register_variant(North, "gradmax", "GradMax in the NORTH* framework: T_grad + GradMax initialisation.", init="gradmax")
+Firefly = register_variant(North, "firefly", "Firefly in the NORTH* framework: T_grad + Firefly initialisation.", init="firefly")
+NeST = register_variant(North, "nest", "NeST in the NORTH* framework: T_grad + NeST initialisation.", init="nest")
 
 
 @register_strategy("static_mlp")
