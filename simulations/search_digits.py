@@ -21,6 +21,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 import h5py
 import numpy as np
 import yaml
+from scipy import stats
 from common import load_study, study_args, write_table
 from dgnn.config import config_to_yaml
 from dgnn.learn.config import DatasetConfig
@@ -61,6 +62,17 @@ def finished_runs(out, study: StudyConfig, group: dict) -> dict | None:
             if name in h5 and h5[name].attrs.get("finished", False):
                 done[key] = {k: v.item() if hasattr(v, "item") else v for k, v in h5[name].attrs.items() if k != "finished"}
     return done
+
+
+def paired(acc: np.ndarray, first: np.ndarray | None) -> dict:
+    """Accuracy minus the task's first strategy's, seed by seed: mean, standard error and the two-sided paired
+    t-test's p (blank for the first strategy itself, or with fewer than 2 seeds)."""
+    if first is None or len(acc) < 2:
+        return {"vs_first_mean": "", "vs_first_se": "", "vs_first_p": ""}
+    d = acc - first
+    se = float(np.std(d, ddof=1) / np.sqrt(len(d)))
+    p = float(stats.ttest_rel(acc, first).pvalue) if se > 0 else (1.0 if d.mean() == 0 else 0.0)
+    return {"vs_first_mean": float(d.mean()), "vs_first_se": se, "vs_first_p": p}
 
 
 def main(argv=None) -> int:
@@ -115,20 +127,24 @@ def main(argv=None) -> int:
                      "alpha_spread": m.get("alpha_spread", ""), "paper": study.strategies[name].paper.get(task.label, "")})
     means = []
     for task in study.tasks:
+        first = None
         for name in strategies:
             mine = [r for r in rows if r["task"] == task.label and r["strategy"] == name]
-            acc = [r["accuracy"] for r in mine]
+            acc = np.array([r["accuracy"] for r in mine])  # (seeds,) in seed order
             skip = [r["skip_share"] for r in mine if r["skip_share"] != ""]
             means.append({"task": task.label, "strategy": name, "accuracy_mean": float(np.mean(acc)),
                           "accuracy_sd": float(np.std(acc, ddof=1)) if len(acc) > 1 else 0.0,
                           "skip_share_mean": float(np.mean(skip)) if skip else "",
-                          "paper": study.strategies[name].paper.get(task.label, "")})
+                          "paper": study.strategies[name].paper.get(task.label, ""), **paired(acc, first)})
+            first = acc if first is None else first
     write_table(args.out, rows, {"means": means})
     if not args.quiet:
         for m in means:
             skip = f"   skip share {m['skip_share_mean']:.2f}" if m["skip_share_mean"] != "" else ""
+            vs = (f"   vs first {100 * m['vs_first_mean']:+.1f} (SE {100 * m['vs_first_se']:.1f}, p {m['vs_first_p']:.2f})"
+                  if m["vs_first_p"] != "" else "")
             print(f"{m['task']:11s} {m['strategy']:20s} {100 * m['accuracy_mean']:.1f} +/- {100 * m['accuracy_sd']:.1f}"
-                  f"{skip}   (paper: {m['paper'] or '-'})")
+                  f"{skip}{vs}   (paper: {m['paper'] or '-'})")
     return 0
 
 

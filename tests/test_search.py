@@ -222,6 +222,21 @@ def test_study_script_resume_keeps_finished_runs_and_extends_the_seeds(tmp_path)
     assert "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1
 
 
+def test_study_paired_comparison_with_the_first_strategy():
+    """Differences d = (0.1, 0.3): mean 0.2, SE 0.1, t = 2 on 1 degree of freedom (a Cauchy law), so the two-sided
+    p = 1 - (2 / pi) arctan 2."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "simulations"))
+    from search_digits import paired
+
+    out = paired(np.array([0.6, 0.9]), np.array([0.5, 0.6]))
+    assert out["vs_first_mean"] == pytest.approx(0.2) and out["vs_first_se"] == pytest.approx(0.1)
+    assert out["vs_first_p"] == pytest.approx(1 - 2 / math.pi * math.atan(2.0), rel=1e-9)
+    assert paired(np.array([0.6, 0.9]), None)["vs_first_p"] == ""  # the first strategy itself
+
+
 def test_dopamine_step_moves_only_the_fired_links_of_wrong_predictions():
     from dgnn.search.dnn import CappedNet, dopamine_step
 
