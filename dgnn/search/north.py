@@ -159,8 +159,7 @@ def init_firefly(model: GrowingMLP, layer: int, k: int, count: int, gen: torch.G
     cand_out = torch.cat([v / 2, fresh_out], 1)  # (M_{l+1}, m + count)
     g_z, h, _, _ = output_gradient(model, layer, x, y)
     score = candidate_gradient_norms(model, g_z, h, cand_in, cand_b, cand_out)
-    keep = torch.argsort(score, descending=True, stable=True)[:k]
-    keep = torch.cat([keep[keep < m].sort().values, keep[keep >= m].sort().values])
+    keep = torch.argsort(score, descending=True, stable=True)[:k].sort().values  # ascending: splits first
     split = keep[keep < m]
     return (split, noise[split]), (cand_in[keep], cand_b[keep], cand_out[:, keep])
 
