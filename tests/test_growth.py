@@ -356,3 +356,51 @@ def test_growth_and_transfer_studies_run_and_reject_bad_keys(tmp_path):
     assert run.returncode == 0, run.stderr
     rows = json.loads((tmp_path / "t" / "results.json").read_text())["rows"]
     assert [r["method"] for r in rows] == ["dyno", "static"] and rows[1]["widths"] == "32 16"
+
+
+def test_darts_checkpoints_retrain_the_cells_along_a_finished_search(tmp_path):
+    """The cell at each checkpoint is Pi_S of the stored softmax(alpha) there; the last checkpoint is the study's
+    own cell with the study's accuracy (retrain 0 of the same seed); cells shared by checkpoints are retrained
+    once, and --resume retrains nothing already in retrains.csv."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import h5py
+
+    cfg = tmp_path / "study.yaml"
+    cfg.write_text("seeds: 2\ntasks: [{label: t, dataset: digits, classes: [0, 1, 2], steps: 20}]\n"
+                   "strategies:\n  darts: {options: {width: 8, retrain_epochs: 2, ops: [linear_relu, skip, zero]}}\n"
+                   "  prime: {strategy: darts_prime, options: {width: 8, retrain_epochs: 2, ops: [linear_relu, skip, zero]}}\n")
+    assert _run("search_digits.py", cfg, tmp_path / "s", "--quiet").returncode == 0
+    script = Path(__file__).resolve().parents[1] / "simulations" / "darts_checkpoints.py"
+
+    def checkpoints(*extra):
+        return subprocess.run([sys.executable, str(script), "--study", str(tmp_path / "s"), "--every", "5", *extra],
+                              capture_output=True, text=True)
+
+    run = checkpoints("--jobs", "2")
+    assert run.returncode == 0, run.stderr
+    out = json.loads((tmp_path / "s" / "checkpoints" / "results.json").read_text())
+    rows = out["rows"]
+    assert len(rows) == 2 * 2 * 4 and [r["step"] for r in rows[:4]] == [5, 10, 15, 20]
+    n_cells = int(run.stdout.split(" distinct cells")[0].split()[-1])
+    assert n_cells == len({(r["seed"], r["cell"], r["accuracy"]) for r in rows}) <= len(rows)
+    with h5py.File(tmp_path / "s" / "history.h5", "r") as h5:
+        for r in rows:
+            g = h5[f"t/{r['strategy']}/seed{r['seed']}"]
+            alpha = torch.log(torch.as_tensor(g["alpha"][r["step"] - 1]))
+            assert r["cell"] == " ".join(op for _, _, op in discretize(alpha, 3, ("linear_relu", "skip", "zero")))
+            assert r["alpha_steps"] == int(np.sum(g["alpha_step"][:r["step"]]))
+            assert r["n_skip"] + r["n_linear_relu"] == 6
+            if r["step"] == 20:
+                assert r["cell"] == " ".join(lab.decode().split(":")[1] for lab in g["genotype"][()])
+                assert r["accuracy"] == g.attrs["accuracy"]
+    assert {m["step"] for m in out["means"]} == {5, 10, 15, 20} and out["means"][1]["vs_first_p"] != ""
+    again = checkpoints("--resume")
+    assert again.returncode == 0 and f"{n_cells} distinct cells, 0 to retrain" in again.stdout
+    assert json.loads((tmp_path / "s" / "checkpoints" / "results.json").read_text())["rows"] == rows
+    bad = subprocess.run([sys.executable, str(script), "--study", str(tmp_path / "nowhere")], capture_output=True,
+                         text=True)
+    assert bad.returncode == 2 and "config.yaml not found" in bad.stderr and "Traceback" not in bad.stderr

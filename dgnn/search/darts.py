@@ -362,21 +362,29 @@ class Darts:
             fr.append((clock.seconds - t0) / budget.seconds)
         return min(1.0, max(fr)) if fr else 0.0
 
-    def fit(self, data: Dataset, budget: Budget, seed: int, progress: bool = False) -> StrategyResult:
-        """Search, then retrain the discretised cell from scratch `retrain_seeds` times; the metrics are the means
-        over the retrains (the model returned is the first), which separates the cell's quality from one
-        training run's luck."""
-        genotype, _, hist, clock = self.search(data, budget, seed, progress)
-        hist["genotype"] = np.array([f"{i}<-{j}:{op}" for i, j, op in genotype], dtype="S")
+    def retrain(self, genotype, data: Dataset, seed: int, clock: Clock | None = None, history: dict | None = None,
+                progress: bool = False) -> tuple[list[StrategyResult], list[int]]:
+        """The evaluation of a cell: `genotype` retrained from scratch `retrain_seeds` times (retrain r seeded from
+        seed + 7919 r; retrain 0 is a single-retrain fit's), each tested; (results, epochs trained)."""
+        clock = clock if clock is not None else Clock(Budget(steps=1))
         runs, epochs = [], []
-        for r in range(self.retrain_seeds):  # retrain 0 uses the seeds of a single-retrain fit
+        for r in range(self.retrain_seeds):
             gen = torch.Generator().manual_seed(int(seed) + 31337 + 7919 * r)
             net = CellNet(data.n_features, data.n_classes, self.width, self.cells, self.nodes, self.ops, gen, self.osc,
                           genotype)
             res = train(net, data, TrainConfig(lr=self.lr, batch_size=self.batch, epochs=self.retrain_epochs,
                                                patience=15), seed=int(seed) + 7919 * r, progress=progress)
-            runs.append(finish(res.model, data, clock, hist))
+            runs.append(finish(res.model, data, clock, history if history is not None else {}))
             epochs.append(res.epochs)
+        return runs, epochs
+
+    def fit(self, data: Dataset, budget: Budget, seed: int, progress: bool = False) -> StrategyResult:
+        """Search, then retrain the discretised cell from scratch `retrain_seeds` times; the metrics are the means
+        over the retrains (the model returned is the first), which separates the cell's quality from one
+        training run's luck."""
+        genotype, _, hist, clock = self.search(data, budget, seed, progress)
+        hist["genotype"] = genotype_labels(genotype)
+        runs, epochs = self.retrain(genotype, data, seed, clock, hist, progress)
         out = runs[0]
         out.history["retrain_accuracy"] = np.array([run.metrics["accuracy"] for run in runs])
         for k, v in out.metrics.items():
@@ -389,6 +397,22 @@ class Darts:
                             "alpha_spread": float((final.max(1) - final.min(1)).mean()),  # 0 = still uniform
                             "retrain_epochs": float(np.mean(epochs)) if len(epochs) > 1 else epochs[0]})
         return out
+
+
+def genotype_labels(genotype) -> np.ndarray:
+    """The genotype as the history stores it: one 'node<-source:op' byte string per edge."""
+    return np.array([f"{i}<-{j}:{op}" for i, j, op in genotype], dtype="S")
+
+
+def parse_genotype(labels) -> list[tuple[int, int, str]]:
+    """Inverse of genotype_labels (bytes or str)."""
+    out = []
+    for lab in labels:
+        lab = lab.decode() if isinstance(lab, bytes) else str(lab)
+        edge, op = lab.split(":")
+        i, j = edge.split("<-")
+        out.append((int(i), int(j), op))
+    return out
 
 
 DartsCS10 = register_variant(Darts, "darts_cs10", "DARTS with the constant schedule: one alpha step per 10 w steps.",
