@@ -140,6 +140,20 @@ def test_unknown_strategy_keys_are_named():
         make_strategy("sparse_sgd", hiden=3)
 
 
+def test_every_registered_strategy_pickles_for_worker_processes():
+    """Named variants (darts_prime, north_select, ...) are built with type(); they must still be importable by
+    name so that a strategy object can be sent to a ProcessPoolExecutor worker."""
+    import pickle
+
+    from dgnn.search.strategy import STRATEGIES
+
+    for name in STRATEGIES:
+        obj = make_strategy(name)
+        back = pickle.loads(pickle.dumps(obj))
+        assert type(back) is type(obj) and back.name == name
+        assert {k: repr(v) for k, v in vars(back).items()} == {k: repr(v) for k, v in vars(obj).items()}
+
+
 def test_study_script_runs_and_rejects_bad_keys(tmp_path, capsys):
     import subprocess
     import sys

@@ -3,6 +3,7 @@ under a budget, return the final model, the results-table metrics and a history 
 from __future__ import annotations
 
 import inspect
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -81,7 +82,9 @@ def register_strategy(name: str):
 def register_variant(base: type, name: str, doc: str, **defaults) -> type:
     """Register `base` under `name` with other defaults (a named configuration, e.g. Table 7's strategies); its
     keys stay `base`'s, and the config may still override any of them."""
-    cls = type(name, (base,), {"__init__": lambda self, **kw: base.__init__(self, **{**defaults, **kw}), "__doc__": doc})
+    cls = type(name, (base,), {"__init__": lambda self, **kw: base.__init__(self, **{**defaults, **kw}), "__doc__": doc,
+                               "__module__": base.__module__})
+    setattr(sys.modules[base.__module__], name, cls)  # importable by name, so instances pickle (worker processes)
     return register_strategy(name)(cls)
 
 
