@@ -12,7 +12,8 @@ from dgnn.learn.config import DatasetConfig
 from dgnn.learn.data import Dataset, load_dataset
 from dgnn.metabolism import imbalance
 from dgnn.search import Budget, make_strategy
-from dgnn.search.darts import OPS, MixedNode, Op, Schedule, discretize, edges_of, projection
+from dgnn.search.darts import (OPS, MixedNode, Op, Schedule, discretize, edges_of, genotype_labels, parse_genotype,
+                               projection)
 from dgnn.search.dyno import grow_count, prune_count, select_prune
 from dgnn.search.growing import GrowingMLP, candidate_scores, effective_dimension, singular_values
 from dgnn.search.north import growth_count
@@ -239,6 +240,8 @@ def test_darts_discretisation_picks_top2_distinct_source_ops():
     assert geno == [(0, 0, "linear_tanh"), (0, 1, "skip"), (1, 0, "linear_relu"), (1, 2, "skip")]
     p = projection(alpha, geno, 2, ops)
     assert p.sum() == 4 and p[2, ops.index("linear_relu")] == 1 and p[4, ops.index("skip")] == 1
+    labels = genotype_labels(geno)  # as the history stores it
+    assert labels[0] == b"0<-0:linear_tanh" and parse_genotype(labels) == geno == parse_genotype([lab.decode() for lab in labels])
 
 
 def test_mixed_node_equals_the_sum_over_its_per_edge_operators_with_gradients():
