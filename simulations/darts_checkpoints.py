@@ -158,7 +158,7 @@ def main(argv=None) -> int:
         rows.append({"task": study.tasks[t].label, "strategy": name, "seed": seed, "step": step,
                      "alpha_steps": alpha_steps, "cell": " ".join(ops),
                      **{f"n_{op}": ops.count(op) for op in COUNTED if op in OPS},
-                     "accuracy": float(np.mean(done[key]))})
+                     "accuracy": float(np.mean(done[key][:args.retrains]))})  # retrains beyond --retrains (resume) are not averaged
     means = []
     for task in study.tasks:
         for step in sorted({r["step"] for r in rows if r["task"] == task.label}):
