@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 
@@ -57,3 +58,16 @@ def write_table(out: Path, rows: list[dict], meta: dict | None = None) -> None:
         w.writeheader()
         w.writerows(rows)
     (out / "results.json").write_text(json.dumps({**(meta or {}), "rows": rows}, indent=2))
+
+
+def run_jobs(calls: dict, fn, record, jobs: int = 1) -> None:
+    """fn(*calls[key]) for every key, in this process (jobs 1) or in `jobs` worker processes; record(key, result)
+    runs here as each call finishes, so the caller can store it at once."""
+    if jobs == 1:
+        for key, args in calls.items():
+            record(key, fn(*args))
+        return
+    with ProcessPoolExecutor(jobs) as pool:
+        futures = {pool.submit(fn, *args): key for key, args in calls.items()}
+        for fut in as_completed(futures):
+            record(futures[fut], fut.result())

@@ -19,41 +19,37 @@ import csv
 import hashlib
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import h5py
 import numpy as np
 import torch
-from common import load_study, write_table
-from search_digits import paired
-from dgnn.learn.config import DatasetConfig
-from dgnn.learn.data import load_dataset
+from common import load_study, run_jobs, write_table
+from search_digits import paired, task_data
 from dgnn.search.config import StudyConfig
-from dgnn.search.darts import OPS, Darts, discretize, genotype_labels, parse_genotype
+from dgnn.search.darts import Darts, discretize, genotype_labels, parse_genotype
 from dgnn.search.strategy import make_strategy
 
 COUNTED = ("skip", "linear_relu", "linear_tanh", "oscillator")
 
 
-def checkpoint_cells(alpha: np.ndarray, every: int, nodes: int, ops: tuple[str, ...]) -> list[tuple[int, tuple]]:
-    """(step, genotype labels) every `every` w steps and at the last; alpha: (steps, edges, ops) softmax."""
+def checkpoint_cells(alpha: np.ndarray, every: int, nodes: int, ops: tuple[str, ...]) -> list[tuple[int, str]]:
+    """(step, cell) every `every` w steps and at the last; alpha: (steps, edges, ops) softmax; a cell is the
+    history's genotype labels joined by '|'."""
     n = len(alpha)
     steps = sorted({*range(every, n + 1, every), n})
     # softmax(log p) = p: the stored softmax discretises exactly as the logits it came from
-    return [(s, tuple(lab.decode() for lab in genotype_labels(discretize(torch.log(torch.as_tensor(alpha[s - 1])),
-                                                                           nodes, ops))))
+    return [(s, "|".join(genotype_labels(discretize(torch.log(torch.as_tensor(alpha[s - 1])), nodes, ops)).astype(str)))
             for s in steps]
 
 
-def retrain_one(entry: tuple[str, dict], retrains: int, task, seed: int, cell: tuple) -> list[float]:
+def retrain_one(entry: tuple[str, dict], retrains: int, task, seed: int, cell: str) -> list[float]:
     """Test accuracy of each retraining of one cell by the strategy entry = (registered name, options); runs in a
     worker (one torch thread)."""
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)
     strategy = make_strategy(entry[0], **{**entry[1], "retrain_seeds": retrains})
-    data = load_dataset(DatasetConfig(name=task.dataset, classes=task.classes, samples=task.samples), seed)
-    runs, _ = strategy.retrain(parse_genotype(cell), data, seed)
+    runs, _ = strategy.retrain(parse_genotype(cell.split("|")), task_data(task, seed), seed)
     return [run.metrics["accuracy"] for run in runs]
 
 
@@ -89,7 +85,7 @@ def main(argv=None) -> int:
     out = Path(args.out) if args.out else study_dir / "checkpoints"
     out.mkdir(parents=True, exist_ok=True)
 
-    runs, jobs = [], {}  # jobs: cache key -> (strategy label, task index, seed, cell)
+    runs, jobs = [], {}  # jobs: (task index, seed, cell, setting), as retrains.csv holds them -> strategy label
     with h5py.File(h5_path, "r") as h5:
         for t, task in enumerate(study.tasks):
             for name, strat in strategies.items():
@@ -101,24 +97,21 @@ def main(argv=None) -> int:
                     # what decides a retraining: the cell, the seed and the evaluation network's settings
                     setting = hashlib.sha1(repr((strat.width, strat.cells, strat.nodes, strat.ops, strat.lr, strat.batch,
                                                  strat.retrain_epochs, strat.osc)).encode()).hexdigest()[:12]
+                    taken = np.cumsum(h5[group]["alpha_step"][()])  # (steps,) alpha steps so far
                     for step, cell in checkpoint_cells(h5[group]["alpha"][()], args.every, strat.nodes, strat.ops):
                         key = (t, seed, cell, setting)
-                        jobs.setdefault(key, (name, t, seed, cell))
-                        alpha_steps = int(np.sum(h5[group]["alpha_step"][:step]))
-                        runs.append((t, name, seed, step, alpha_steps, key))
+                        jobs.setdefault(key, name)
+                        runs.append((t, name, seed, step, int(taken[step - 1]), key))
     if not runs:
         print(f"error: --study: {h5_path} holds no finished DARTS-family run", file=sys.stderr)
         return 2
 
     log = out / "retrains.csv"
     done: dict = {}
-    index = {(key[0], key[1], "|".join(key[2]), key[3]): key for key in jobs}  # as retrains.csv writes them
     if args.resume and log.exists():
         with open(log, newline="") as fh:
             for r in csv.DictReader(fh):
-                k = index.get((int(r["task"]), int(r["seed"]), r["cell"], r["setting"]))
-                if k is not None:
-                    done[k] = [float(a) for a in r["accuracy"].split()]
+                done[(int(r["task"]), int(r["seed"]), r["cell"], r["setting"])] = [float(a) for a in r["accuracy"].split()]
     todo = [k for k in jobs if k not in done or len(done[k]) < args.retrains]
     if not args.quiet:
         print(f"{len(runs)} checkpoints, {len(jobs)} distinct cells, {len(todo)} to retrain", flush=True)
@@ -129,35 +122,30 @@ def main(argv=None) -> int:
         if fresh:
             w.writeheader()
 
+        finished = [0]
+
         def record(key, accs):
             """Append one cell's retrainings at once: an interrupted call keeps every cell it finished."""
             done[key] = accs
-            w.writerow({"task": key[0], "seed": key[1], "cell": "|".join(key[2]), "setting": key[3],
-                        "accuracy": " ".join(repr(float(a)) for a in accs)})  # round-trips exactly
+            w.writerow(dict(zip(("task", "seed", "cell", "setting"), key),
+                            accuracy=" ".join(repr(float(a)) for a in accs)))  # round-trips exactly
             fh.flush()
+            finished[0] += 1
             if not args.quiet:
-                n = sum(1 for k in todo if k in done)
+                n = finished[0]
                 eta = (time.perf_counter() - t0) / n * (len(todo) - n)
-                print(f"seed {key[1]} cell {', '.join(c.split(':')[1] for c in key[2])}: "
+                print(f"seed {key[1]} cell {', '.join(c.split(':')[1] for c in key[2].split('|'))}: "
                       f"{np.mean(accs):.3f} [{n}/{len(todo)}, ETA {eta / 60:.0f} min]", flush=True)
 
-        if args.jobs == 1:
-            for key in todo:
-                name, t, seed, cell = jobs[key]
-                record(key, retrain_one(entry[name], args.retrains, study.tasks[t], seed, cell))
-        else:
-            with ProcessPoolExecutor(args.jobs) as pool:
-                futures = {pool.submit(retrain_one, entry[jobs[k][0]], args.retrains, study.tasks[jobs[k][1]], *jobs[k][2:]): k
-                           for k in todo}
-                for fut in as_completed(futures):
-                    record(futures[fut], fut.result())
+        run_jobs({k: (entry[jobs[k]], args.retrains, study.tasks[k[0]], k[1], k[2]) for k in todo}, retrain_one, record,
+                 args.jobs)
 
     rows = []
     for t, name, seed, step, alpha_steps, key in runs:
-        ops = [c.split(":")[1] for c in key[2]]
+        ops = [c.split(":")[1] for c in key[2].split("|")]
         rows.append({"task": study.tasks[t].label, "strategy": name, "seed": seed, "step": step,
                      "alpha_steps": alpha_steps, "cell": " ".join(ops),
-                     **{f"n_{op}": ops.count(op) for op in COUNTED if op in OPS},
+                     **{f"n_{op}": ops.count(op) for op in COUNTED},
                      "accuracy": float(np.mean(done[key][:args.retrains]))})  # retrains beyond --retrains (resume) are not averaged
     means = []
     for task in study.tasks:

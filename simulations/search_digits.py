@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 
 import h5py
 import numpy as np
 import yaml
 from scipy import stats
-from common import load_study, study_args, write_table
+from common import load_study, run_jobs, study_args, write_table
 from dgnn.config import config_to_yaml
 from dgnn.learn.config import DatasetConfig
 from dgnn.learn.data import load_dataset
@@ -37,10 +36,15 @@ def fit_one(task: StudyTask, strategy: str, options: dict, seed: int, progress: 
 
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)
-    data = load_dataset(DatasetConfig(name=task.dataset, classes=task.classes, samples=task.samples), seed)
+    data = task_data(task, seed)
     res = make_strategy(strategy, **options).fit(data, Budget(steps=task.steps, seconds=task.seconds), seed,
                                                  progress=progress)
     return res.metrics, res.history
+
+
+def task_data(task: StudyTask, seed: int):
+    """The dataset of a study task for one seed (the seed draws the split)."""
+    return load_dataset(DatasetConfig(name=task.dataset, classes=task.classes, samples=task.samples), seed)
 
 
 def finished_runs(out, study: StudyConfig, group: dict) -> dict | None:
@@ -109,14 +113,8 @@ def main(argv=None) -> int:
                 print(f"{group[key]}: accuracy {m['accuracy']:.3f} ({m['steps']} steps, "
                       f"{m['train_seconds']:.0f} s) [{done}/{len(todo)}, ETA {eta / 60:.0f} min]", flush=True)
 
-        if args.jobs == 1:
-            for key in todo:
-                record(key, fit_one(study.tasks[key[0]], *entry[key[1]], key[2], progress=not args.quiet))
-        else:
-            with ProcessPoolExecutor(args.jobs) as pool:
-                futures = {pool.submit(fit_one, study.tasks[key[0]], *entry[key[1]], key[2], False): key for key in todo}
-                for fut in as_completed(futures):
-                    record(futures[fut], fut.result())
+        bars = args.jobs == 1 and not args.quiet  # progress bars only when fits run one at a time, here
+        run_jobs({key: (study.tasks[key[0]], *entry[key[1]], key[2], bars) for key in todo}, fit_one, record, args.jobs)
     rows = []
     for key in runs:  # in config order, whatever order the workers finished in
         task, name, seed, m = study.tasks[key[0]], key[1], key[2], metrics[key]
