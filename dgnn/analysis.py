@@ -110,13 +110,14 @@ def _population(phases, r, time, half: slice, freqs_natural, labels=None, active
 
 def energy_summary(trace: Trace) -> dict:
     """Energy totals (summed over domains, mean over replicas), the ledger's worst imbalance, power per epoch."""
+    from .energy import ledger_consumed
     from .metabolism import LEDGER, imbalance
 
     m = trace.metrics
     e = trace.metabolism["reserve"].astype(float)  # (T, B, D)
     led = {k: trace.metabolism[f"ledger/{k}"].astype(float) for k in LEDGER}
     out = {f"total_{k}": float(v[-1].sum(-1).mean()) for k, v in led.items()}
-    consumed = sum(out[f"total_consumed_{k}"] for k in ("base", "activity", "synapse"))
+    consumed = ledger_consumed(led)
     out.update(
         total_consumed=consumed,
         reserve_final=float(e[-1].sum(-1).mean()),

@@ -11,6 +11,21 @@ import sys
 from .errors import ConfigError, SimulationFailed
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+# library messages name API arguments; the command line names its flags
+FLAGS = {"overrides": "--set", "grid": "--grid", "out": "--out", "resume": "--resume", "storage": "--storage",
+         "study": "--study", "workers": "--workers", "device": "--device", "overwrite": "--overwrite"}
+
+
+def as_flags(message: str) -> str:
+    """A library message in the CLI's words: a leading API argument name becomes its flag, `name=True` / `name=...`
+    hints become `--name` / `--name ...`."""
+    import re
+
+    head = re.match(r"(\w+)\b", message)
+    if head and head.group(1) in FLAGS and message[head.end():head.end() + 1] in (" ", ":", "="):
+        message = FLAGS[head.group(1)] + message[head.end():]
+    message = re.sub(r"\b(\w+)=True\b", lambda m: FLAGS.get(m.group(1), m.group(0)), message)
+    return re.sub(r"\b(\w+)=\.\.\.", lambda m: f"{FLAGS[m.group(1)]} ..." if m.group(1) in FLAGS else m.group(0), message)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -43,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--overwrite", action="store_true")
     s.add_argument("--resume", metavar="DIR", help="continue an interrupted sweep; finished points are skipped")
     s.add_argument("--quiet", "-q", action="store_true")
+    _study_flags(s)
 
     c = sub.add_parser("compare", help="train models x datasets x lambda x seeds into one results table with ANOVA")
     c.add_argument("config", nargs="?", help="YAML compare config (omit with --resume)")
@@ -51,6 +67,12 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--overwrite", action="store_true", help="discard the runs already in --out")
     c.add_argument("--resume", metavar="DIR", help="continue an interrupted comparison; finished runs are skipped")
     c.add_argument("--quiet", "-q", action="store_true")
+    _study_flags(c)
+
+    st = sub.add_parser("study", help="the study engine's storages: list studies and their units")
+    st_sub = st.add_subparsers(dest="study_command", parser_class=_Parser)
+    ss = st_sub.add_parser("status", help="studies in a storage with counts of waiting / running / complete / failed units")
+    ss.add_argument("storage", help="a storage URL (postgresql://..., sqlite:///..., journal:///...) or a run folder")
 
     v = sub.add_parser("validate", help="check a config without running it")
     v.add_argument("config")
@@ -67,6 +89,21 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("trace")
     i.add_argument("--config", action="store_true", help="also print the stored config")
     return p
+
+
+def _study_flags(p) -> None:
+    p.add_argument("--storage", metavar="URL", help="Optuna storage URL shared by workers on many machines "
+                   "(default: the embedded journal file in --out)")
+    p.add_argument("--study", metavar="NAME", help="study name in the storage (default: the command and config name)")
+    p.add_argument("--workers", type=int, default=1, metavar="N", help="local worker processes (default 1)")
+    p.add_argument("--heartbeat", type=int, default=2, metavar="S", help="seconds between a running unit's heartbeats; "
+                   "a unit silent for 5 of them is run again elsewhere (default 2)")
+
+
+def _heartbeat(args):
+    from .study.storage import Heartbeat
+
+    return Heartbeat(interval=args.heartbeat, grace=5 * args.heartbeat)
 
 
 class _StopFlag:
@@ -139,33 +176,36 @@ def _cmd_run(args) -> int:
 
 def _cmd_sweep(args) -> int:
     from .config import load_config
-    from .sweep import parse_grid, resume_sweep, sweep
+    from .study.sweep import parse_grid, resume_sweep, sweep
 
     stop = _StopFlag()
     _check_source(args, "sweep", "grid", "sweep")
     if args.resume:
         stop.install()
-        res = resume_sweep(args.resume, progress=not args.quiet, should_stop=stop)
+        res = resume_sweep(args.resume, progress=not args.quiet, should_stop=stop, workers=args.workers,
+                           heartbeat=_heartbeat(args))
     else:
         cfg = load_config(args.config, args.overrides)
         grid = parse_grid(args.grid)
         stop.install()
-        res = sweep(cfg, grid, args.out, overwrite=args.overwrite, progress=not args.quiet, should_stop=stop)
+        res = sweep(cfg, grid, args.out, overwrite=args.overwrite, progress=not args.quiet, should_stop=stop,
+                    storage=args.storage, study=args.study, workers=args.workers, heartbeat=_heartbeat(args))
     if res.status == "interrupted":
         print(f"dgnn: sweep interrupted; continue with: dgnn sweep --resume {res.out}", file=sys.stderr)
         return EXIT_INTERRUPTED
     if res.status == "failed":
-        bad = [r["point"] for r in res.rows if r["status"] == "failed"]
-        print(f"dgnn: sweep stopped: points {bad} failed; see {res.out}/summary.csv", file=sys.stderr)
+        bad = [r["point"] for r in res.rows if r["status"] != "complete"]
+        print(f"dgnn: sweep finished with failed points {bad}; see {res.out}/summary.csv", file=sys.stderr)
         return EXIT_FAILED
     if not args.quiet:
         print(f"sweep:   {res.out} ({res.points} points, {res.ran} simulated now)")
         print(f"summary: {res.out / 'summary.csv'} and summary.json")
+        print(f"study:   {res.study} in {res.storage}")
     return EXIT_OK
 
 
 def _cmd_compare(args) -> int:
-    from .learn.compare import compare, load_compare_config
+    from .study.compare import compare, load_compare_config
 
     stop = _StopFlag()
     _check_source(args, "compare")
@@ -173,7 +213,8 @@ def _cmd_compare(args) -> int:
         from pathlib import Path
 
         stop.install()
-        res = compare(None, Path(args.resume), resume=True, progress=not args.quiet, should_stop=stop)
+        res = compare(None, Path(args.resume), resume=True, progress=not args.quiet, should_stop=stop,
+                      workers=args.workers, heartbeat=_heartbeat(args))
     else:
         cfg = load_compare_config(args.config, args.overrides)
         if args.out is None:
@@ -181,10 +222,15 @@ def _cmd_compare(args) -> int:
 
             args.out = default_run_dir(cfg)
         stop.install()
-        res = compare(cfg, args.out, overwrite=args.overwrite, progress=not args.quiet, should_stop=stop)
+        res = compare(cfg, args.out, overwrite=args.overwrite, progress=not args.quiet, should_stop=stop,
+                      storage=args.storage, study=args.study, workers=args.workers, heartbeat=_heartbeat(args))
     if res.status == "interrupted":
         print(f"dgnn: comparison interrupted; continue with: dgnn compare --resume {res.out}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    if res.status == "failed":
+        print(f"dgnn: comparison finished with failed runs ({len(res.rows)} complete); see dgnn study status {res.out}",
+              file=sys.stderr)
+        return EXIT_FAILED
     if not args.quiet:
         print(f"{'dataset':<16} {'model':<20} {'lambda':>8} {'seeds':>5} {'accuracy':>15} {'I bits':>7} {'E_act':>8} "
               f"{'params':>8}")
@@ -197,6 +243,15 @@ def _cmd_compare(args) -> int:
             for row in table[:-1]:
                 print(f"  {row['source']:<14} F = {row['F']:9.3f}  p = {row['p']:.3g}  partial eta^2 = {row['partial_eta2']:.3f}")
         print(f"results: {res.out}/results.csv, summary.csv, results.json, results.h5 ({res.ran} runs now)")
+    return EXIT_OK
+
+
+def _cmd_study(args) -> int:
+    from .study.status import status_table
+
+    if args.study_command is None:
+        raise ConfigError("dgnn study: give a subcommand (status STORAGE)")
+    print(status_table(args.storage))
     return EXIT_OK
 
 
@@ -285,9 +340,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command is None:
             _parser().print_help()
             return EXIT_USAGE
-        return {"run": _cmd_run, "sweep": _cmd_sweep, "compare": _cmd_compare, "validate": _cmd_validate, "analyze": _cmd_analyze, "info": _cmd_info}[args.command](args)
+        commands = {"run": _cmd_run, "sweep": _cmd_sweep, "compare": _cmd_compare, "study": _cmd_study,
+                    "validate": _cmd_validate, "analyze": _cmd_analyze, "info": _cmd_info}
+        return commands[args.command](args)
     except ConfigError as exc:
-        print(f"dgnn: error: {exc}", file=sys.stderr)
+        print(f"dgnn: error: {as_flags(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except SimulationFailed as exc:
         print(f"dgnn: run failed: {exc}", file=sys.stderr)

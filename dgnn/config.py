@@ -219,7 +219,7 @@ class MetabolismConfig(_Model):
     @model_validator(mode="after")
     def _check(self):
         if self.e_init > self.e_max:
-            raise _Keyed("metabolism.e_init", f"must be <= metabolism.e_max={self.e_max}, found {self.e_init}")
+            raise KeyedError("metabolism.e_init", f"must be <= metabolism.e_max={self.e_max}, found {self.e_init}")
         return self
 
 
@@ -338,50 +338,50 @@ class Config(_Model):
             ("glia.frequency", self.glia.frequency, g),
         ):
             if dist.distribution == "values" and count > 0 and len(dist.values) != count:
-                raise _Keyed(f"{path}.values", f"expected {count} values (one per oscillator), found {len(dist.values)}")
+                raise KeyedError(f"{path}.values", f"expected {count} values (one per oscillator), found {len(dist.values)}")
         for path, init, count in (
             ("neurons.initial_phase", self.neurons.initial_phase, n),
             ("glia.initial_phase", self.glia.initial_phase, g),
         ):
             if init.distribution == "values" and count > 0 and len(init.values) != count:
-                raise _Keyed(f"{path}.values", f"expected {count} values (one per oscillator), found {len(init.values)}")
+                raise KeyedError(f"{path}.values", f"expected {count} values (one per oscillator), found {len(init.values)}")
         groups = self.neurons.group_slices()
         for name, grp in self.neurons.groups.items():
             dist = grp.frequency
             if dist.distribution == "values" and len(dist.values) != grp.count:
-                raise _Keyed(f"neurons.groups.{name}.frequency.values",
+                raise KeyedError(f"neurons.groups.{name}.frequency.values",
                              f"expected {grp.count} values (one per neuron of the group), found {len(dist.values)}")
         for name, term in self.coupling.cross.items():
             for side in ("source", "target"):
                 if getattr(term, side) not in groups:
-                    raise _Keyed(f"coupling.cross.{name}.{side}", f"unknown neuron group {getattr(term, side)!r}; "
+                    raise KeyedError(f"coupling.cross.{name}.{side}", f"unknown neuron group {getattr(term, side)!r}; "
                                                                    f"groups: {', '.join(groups)}")
         for i, epoch in enumerate(self.metabolism.schedule):
             unknown = [k for k in epoch.frequency if k not in groups]
             if unknown:
-                raise _Keyed(f"metabolism.schedule.{i}.frequency", f"unknown neuron group {unknown[0]!r}; "
+                raise KeyedError(f"metabolism.schedule.{i}.frequency", f"unknown neuron group {unknown[0]!r}; "
                                                                    f"groups: {', '.join(groups)}")
         if self.structure.enabled and (self.neurons.groups or self.coupling.cross):
-            raise _Keyed("structure.enabled", "structural plasticity does not support neurons.groups or coupling.cross yet")
+            raise KeyedError("structure.enabled", "structural plasticity does not support neurons.groups or coupling.cross yet")
         if self.drive.targets is not None and any(i >= n for i in self.drive.targets):
-            raise _Keyed("drive.targets", f"neuron index out of range: neurons.count is {n}")
+            raise KeyedError("drive.targets", f"neuron index out of range: neurons.count is {n}")
         from .solvers import check_method, is_fixed_step
 
         noisy = self.noise.neurons > 0 or (self.noise.glia > 0 and self.glia_count > 0)
         try:
             check_method(self.solver.method, noisy, self.solver.backend)
         except ValueError as exc:
-            raise _Keyed("solver.method", str(exc)) from None
+            raise KeyedError("solver.method", str(exc)) from None
         steps = self.record.every / self.solver.dt
         if abs(steps - round(steps)) > 1e-9 * max(1.0, steps) or round(steps) < 1:
-            raise _Keyed("record.every", f"must be a whole multiple of solver.dt={self.solver.dt}, found {self.record.every}")
+            raise KeyedError("record.every", f"must be a whole multiple of solver.dt={self.solver.dt}, found {self.record.every}")
         if self.n_records < 1:
-            raise _Keyed("solver.duration", f"must be at least record.every={self.record.every}, found {self.solver.duration}")
+            raise KeyedError("solver.duration", f"must be at least record.every={self.record.every}, found {self.solver.duration}")
         if self.glia.domains and self.glia.domains > min(n, self.glia_count):
-            raise _Keyed("glia.domains", f"must be <= min(neurons.count, glia count) = {min(n, self.glia_count)}, "
+            raise KeyedError("glia.domains", f"must be <= min(neurons.count, glia count) = {min(n, self.glia_count)}, "
                                          f"found {self.glia.domains}")
         if self.metabolism.enabled and self.glia_count == 0:
-            raise _Keyed("metabolism.enabled", "needs glia (glia.ratio > 0): the energy reserves are glial")
+            raise KeyedError("metabolism.enabled", "needs glia (glia.ratio > 0): the energy reserves are glial")
         if self.metabolism.enabled and is_fixed_step(self.solver.method):
             # the reserve relaxes to e_max at rate S_d / e_max; explicit steps are unstable past rate * dt ~ 2
             met = self.metabolism
@@ -389,7 +389,7 @@ class Config(_Model):
             peak = max([e.supply for e in met.schedule], default=1.0)
             rate = met.supply * glia_per_domain * peak / met.e_max
             if rate * self.solver.dt > 1.0:
-                raise _Keyed(
+                raise KeyedError(
                     "metabolism.supply",
                     f"reserve relaxation rate supply x glia per domain x peak schedule factor / e_max = {rate:.3g} "
                     f"times solver.dt={self.solver.dt} is {rate * self.solver.dt:.3g} > 1: explicit steps go unstable; "
@@ -398,21 +398,21 @@ class Config(_Model):
         if self.structure.enabled:
             st = self.structure
             if not self.metabolism.enabled:
-                raise _Keyed("structure.enabled", "needs metabolism.enabled: operators are paid from glial reserves")
+                raise KeyedError("structure.enabled", "needs metabolism.enabled: operators are paid from glial reserves")
             for key in ("interval", "window"):
                 ratio = getattr(st, key) / self.record.every
                 if abs(ratio - round(ratio)) > 1e-9 * max(1.0, ratio):
-                    raise _Keyed(f"structure.{key}", f"must be a whole multiple of record.every={self.record.every}")
+                    raise KeyedError(f"structure.{key}", f"must be a whole multiple of record.every={self.record.every}")
             if st.capacity and st.capacity < n:
-                raise _Keyed("structure.capacity", f"must be >= neurons.count={n} (or 0 for 2 x N), found {st.capacity}")
+                raise KeyedError("structure.capacity", f"must be >= neurons.count={n} (or 0 for 2 x N), found {st.capacity}")
             if self.topology.kind == "all_to_all" and self.coupling.backend == "mean_field":
-                raise _Keyed("coupling.backend", "structure needs per-synapse weights; use auto or dense")
+                raise KeyedError("coupling.backend", "structure needs per-synapse weights; use auto or dense")
             if st.glia_capacity and st.glia_capacity < self.glia_count:
-                raise _Keyed("structure.glia_capacity", f"must be >= the glia count {self.glia_count} (or 0 for 2 x G)")
+                raise KeyedError("structure.glia_capacity", f"must be >= the glia count {self.glia_count} (or 0 for 2 x G)")
             if (st.glia_creation.enabled or st.glia_removal.enabled) and self.glia.topology != "all_to_all":
-                raise _Keyed("structure.glia_creation", "glia operators need glia.topology: all_to_all")
+                raise KeyedError("structure.glia_creation", "glia operators need glia.topology: all_to_all")
         if self.topology.kind == "modular" and self.topology.modules > n:
-            raise _Keyed("topology.modules", f"must be <= neurons.count={n}, found {self.topology.modules}")
+            raise KeyedError("topology.modules", f"must be <= neurons.count={n}, found {self.topology.modules}")
         return self
 
     @staticmethod
@@ -441,7 +441,7 @@ class Config(_Model):
         return int(math.floor(self.solver.duration / self.record.every + 1e-9))
 
 
-class _Keyed(ValueError):
+class KeyedError(ValueError):
     """A cross-field error that names its own key path."""
 
     def __init__(self, key: str, msg: str):
@@ -501,15 +501,15 @@ def _key_lines(text: str) -> dict[str, int]:
 def parse_override(text: str) -> tuple[list[str], Any]:
     """'a.b.c=value' -> (['a','b','c'], value parsed as a YAML scalar)."""
     if "=" not in text:
-        raise ConfigError(f"--set {text!r}: expected key.path=value (for example --set coupling.strength=2.0)")
+        raise ConfigError(f"overrides {text!r}: expected key.path=value (for example coupling.strength=2.0)")
     key, raw = text.split("=", 1)
     parts = key.strip().split(".")
     if not all(parts):
-        raise ConfigError(f"--set {text!r}: empty key in path {key!r}")
+        raise ConfigError(f"overrides {text!r}: empty key in path {key!r}")
     try:
         value = _safe_load(raw) if raw.strip() else None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"--set {key}: value {raw!r} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
+        raise ConfigError(f"overrides {key}: value {raw!r} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
     return parts, value
 
 
@@ -526,7 +526,7 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
             if nxt is None:
                 nxt = node[part] = {}
             if not isinstance(nxt, dict):
-                raise ConfigError(f"--set {text}: {'.'.join(parts[: i + 1])} is a value, not a section")
+                raise ConfigError(f"overrides {text}: {'.'.join(parts[: i + 1])} is a value, not a section")
             node = nxt
         node[parts[-1]] = value
     return data
@@ -537,7 +537,7 @@ def _format_validation(exc: ValidationError, source: str, lines: dict[str, int])
     for err in exc.errors():
         loc = [str(p) for p in err["loc"] if not str(p).startswith("function-after")]
         ctx_err = (err.get("ctx") or {}).get("error")
-        if isinstance(ctx_err, _Keyed):
+        if isinstance(ctx_err, KeyedError):
             key, msg = ctx_err.key, ctx_err.msg
         else:
             key = ".".join(loc) or "(top level)"

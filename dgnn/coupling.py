@@ -5,7 +5,6 @@ dense matmul O(N^2), sparse CSR O(E). `make_backend` picks one by structure.
 """
 from __future__ import annotations
 
-import math
 import warnings
 
 import numpy as np
@@ -13,43 +12,10 @@ import torch
 
 from .errors import ConfigError
 from .topology import Graph
+from .trig import Param, Trig, is_zero, param_cos, param_sin
 
 DENSE_MAX_N = 1024  # at or below this size a dense matmul beats sparse bookkeeping whatever the density
 DENSE_MIN_DENSITY = 0.05
-
-
-class Trig:
-    """cos(m theta), sin(m theta) computed once per evaluation and shared by every term that needs them."""
-
-    def __init__(self, theta: torch.Tensor):
-        self.theta = theta  # (B, N)
-        self._cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-
-    def __call__(self, m: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if m not in self._cache:
-            if m == 1:
-                self._cache[1] = (torch.cos(self.theta), torch.sin(self.theta))
-            elif m == 2:
-                c, s = self(1)
-                self._cache[2] = (c * c - s * s, 2.0 * c * s)  # double angle: no extra transcendental calls
-            else:
-                self._cache[m] = (torch.cos(m * self.theta), torch.sin(m * self.theta))
-        return self._cache[m]
-
-
-Param = float | torch.Tensor  # a scalar, or (B, 1) per replica when a sweep batches points that differ in it
-
-
-def _cos(x: Param) -> Param:
-    return torch.cos(x) if isinstance(x, torch.Tensor) else math.cos(x)
-
-
-def _sin(x: Param) -> Param:
-    return torch.sin(x) if isinstance(x, torch.Tensor) else math.sin(x)
-
-
-def _zero(x: Param) -> bool:
-    return not isinstance(x, torch.Tensor) and x == 0.0
 
 
 class MeanField:
@@ -59,7 +25,7 @@ class MeanField:
 
     def __init__(self, n: int, strength: Param, harmonics, lag: Param):
         self.n = n
-        self.terms = [(m, strength * amp, _cos(m * lag), _sin(m * lag)) for m, amp in harmonics]
+        self.terms = [(m, strength * amp, param_cos(m * lag), param_sin(m * lag)) for m, amp in harmonics]
         self.set_weight(None)
 
     def set_weight(self, weight: torch.Tensor | None) -> None:
@@ -84,7 +50,7 @@ class MeanField:
             out = term if out is None else out + term
         if out is None:
             return torch.zeros_like(trig.theta)
-        return out if _zero(self.self_term) else out + self.self_term
+        return out if is_zero(self.self_term) else out + self.self_term
 
 
 class Matrix:
@@ -106,7 +72,7 @@ class Matrix:
             post = scale if isinstance(scale, torch.Tensor) else None
             if graph.lag is None:
                 mats = (self._matrix(tgt, src, fold * w, device, dtype),)
-                self.terms.append((m, mats, _cos(m * lag), _sin(m * lag), post))
+                self.terms.append((m, mats, param_cos(m * lag), param_sin(m * lag), post))
             else:
                 if isinstance(lag, torch.Tensor):
                     raise ConfigError("coupling.phase_lag: cannot vary per replica on a graph with per-edge lags")
@@ -141,7 +107,7 @@ class Matrix:
             b = c.shape[0]
             if cl is not None:
                 ks, kc = self._apply(mats[0], torch.cat([s, c], dim=0)).split(b)  # (B, N) each: K s, K c
-                if _zero(sl) and not isinstance(cl, torch.Tensor) and cl == 1.0:
+                if is_zero(sl) and not isinstance(cl, torch.Tensor) and cl == 1.0:
                     term = torch.addcmul(c * ks, s, kc, value=-1.0)
                 else:
                     term = cl * torch.addcmul(c * ks, s, kc, value=-1.0) - sl * torch.addcmul(s * ks, c, kc)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from .config import Config
-from .coupling import Param
+from .trig import Param
 
 
 @dataclass(frozen=True)

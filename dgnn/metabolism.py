@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from .config import MetabolismConfig
+from .trig import DomainMeans, replica_value
 
 LEDGER = ("supplied", "consumed_base", "consumed_activity", "consumed_synapse", "unmet", "discarded", "structural",
           "refunded")
@@ -27,11 +28,6 @@ def imbalance(e, ledger: dict):
     """e - e0 - (inflows - outflows) for arrays (T, ..., D) of reserve and cumulative ledger columns."""
     flow = sum(v if k in INFLOW else -v for k, v in ledger.items())
     return e - e[0] - flow
-
-
-def _value(x, replica: int) -> float:
-    """A per-replica (B, 1) parameter or a scalar, for one replica."""
-    return float(x[replica, 0]) if isinstance(x, torch.Tensor) else float(x)
 
 
 class Schedule:
@@ -91,8 +87,6 @@ class Metabolism:
     def set_layout(self, neuron_domain: torch.Tensor, active: torch.Tensor | None, synaptic_load: torch.Tensor) -> None:
         """Neuron domains ((N,) or per replica (B, C)), active slots (B, C) or None, and sum_j |K_ij| ((N,) or
         (B, C)): base and synapse power per domain follow (plastic networks call this after every change)."""
-        from .model import DomainMeans
-
         self.members = DomainMeans(neuron_domain, self.d, self.device, self.dtype, active)
         ones = torch.ones(neuron_domain.shape, device=self.device, dtype=self.dtype)
         w = active if active is not None else ones
@@ -163,7 +157,7 @@ class Metabolism:
         sign = -1.0 if column == "structural" else 1.0
         before = float(block[replica, domain])
         after = before + sign * amount
-        excess = max(0.0, after - float(_value(self.e_max, replica)))
+        excess = max(0.0, after - float(replica_value(self.e_max, replica)))
         block[replica, domain] = after - excess
         block[replica, self.column(column).start + domain] += amount
         block[replica, self.column("discarded").start + domain] += excess

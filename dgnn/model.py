@@ -8,10 +8,11 @@ import numpy as np
 import torch
 
 from .config import Config
-from .coupling import MeanField, Param, Trig, _sin, _zero, make_backend
+from .coupling import MeanField, make_backend
 from .errors import ConfigError
 from .potentials import HKB, KURAMOTO
 from .topology import Graph, build_graph, domains
+from .trig import DomainMeans, Param, Trig, is_zero, param_abs, param_sin
 
 
 class VectorField(Protocol):
@@ -56,48 +57,7 @@ class SinusoidDrive:
     mask: torch.Tensor  # (N,) 0/1
 
     def __call__(self, t: float) -> torch.Tensor:
-        return (self.amplitude * _sin(self.frequency * t + self.phase)) * self.mask  # (N,) or (B, N)
-
-
-class DomainMeans:
-    """Mean of e^{i x} over each glial domain, (B, n) -> (B, D), by scatter-add (O(n)). The index is (n,) shared by
-    all replicas, or (B, n) per replica (plastic networks) with an optional (B, n) 0/1 weight of active members."""
-
-    def __init__(self, index, n_domains: int, device, dtype, weight: torch.Tensor | None = None):
-        self.n_domains, self.device, self.dtype = n_domains, device, dtype
-        self.set(index, weight)
-
-    def set(self, index, weight: torch.Tensor | None = None) -> None:
-        self.index = torch.as_tensor(index, device=self.device)
-        if weight is not None and bool((weight == 1).all()):
-            weight = None  # every member active: skip the weighting passes
-        self.weight = weight
-        self.weight2 = None if weight is None else torch.cat([weight, weight], dim=0)  # (2B, n) for [c; s]
-        if weight is None and self.index.dim() == 1:
-            counts = torch.bincount(self.index, minlength=self.n_domains).to(self.dtype)
-        elif self.index.dim() == 1:
-            counts = torch.zeros(weight.shape[0], self.n_domains, device=self.device, dtype=self.dtype)
-            counts.index_add_(1, self.index, weight)
-        else:
-            w = weight if weight is not None else torch.ones(self.index.shape, device=self.device, dtype=self.dtype)
-            counts = torch.zeros(w.shape[0], self.n_domains, device=self.device, dtype=self.dtype).scatter_add_(1, self.index, w)
-        self.inv = 1.0 / counts.clamp_min(1.0)  # (D,) or (B, D); an empty domain has mean 0
-        self.inv2 = self.inv if self.inv.dim() == 1 else torch.cat([self.inv, self.inv], dim=0)  # for [x; y]
-        self.index2 = None if self.index.dim() == 1 else torch.cat([self.index, self.index], dim=0)  # (2B, n)
-
-    def __call__(self, c: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        b = c.shape[0]
-        both = torch.zeros(2 * b, self.n_domains, device=c.device, dtype=c.dtype)
-        src = torch.cat([c, s], dim=0) if self.weight is None else torch.cat([c, s], dim=0) * self.weight2
-        if self.index.dim() == 1:
-            both.index_add_(1, self.index, src)
-        else:
-            both.scatter_add_(1, self.index2, src)
-        return (both * self.inv2).split(b)  # (B, D) each
-
-    def gather(self, z: torch.Tensor) -> torch.Tensor:
-        """(B, D) -> (B, n): each member's domain value."""
-        return z.index_select(1, self.index) if self.index.dim() == 1 else z.gather(1, self.index)
+        return (self.amplitude * param_sin(self.frequency * t + self.phase)) * self.mask  # (N,) or (B, N)
 
 
 @register_vector_field("glial_neural")
@@ -123,8 +83,10 @@ class GlialNeuralField:
         metabolism=None,
         cross=None,  # dgnn.crossfreq.CrossFrequency: n:m coupling between neuron groups
         frequency_schedule=None,  # dgnn.crossfreq.FrequencySchedule: omega factors per behavioural state
+        schedule=None,  # dgnn.metabolism.Schedule of behavioural states, or None without one
     ):
         self.omega, self.nu = omega, nu
+        self.n_domains, self.schedule = n_domains, schedule
         self.cross, self.frequency_schedule = cross, frequency_schedule
         self.metabolism = metabolism
         self.graph = graph
@@ -135,7 +97,7 @@ class GlialNeuralField:
         self.c_gn, self.c_ng = c_gn, c_ng
         self.drive = drive
         dev, dt = omega.device, omega.dtype
-        self.use_gn, self.use_ng = bool(self.n_glia) and not _zero(c_gn), bool(self.n_glia) and not _zero(c_ng)
+        self.use_gn, self.use_ng = bool(self.n_glia) and not is_zero(c_gn), bool(self.n_glia) and not is_zero(c_ng)
         self.neuron_mask = None  # (B, N) 0/1 active slots of a plastic network; None = all active
         self.glia_mask = None  # (B, G) likewise for glial slots
         if self.use_gn or self.use_ng:
@@ -221,6 +183,51 @@ class GlialNeuralField:
             return self.omega
         return self.omega * self.frequency_schedule(float(t))
 
+    def make_plastic(self, structure, n_base: int, graph, strength: Param, harmonics, lag: Param) -> None:
+        """Become a plastic field at capacity C (slots N..C-1 start inactive): per-replica synapses W, activity masks
+        and spare slots dealt to the glial domains; `structure` is the config's StructureConfig."""
+        from .structure import PlasticCoupling
+
+        device, dtype = self.omega.device, self.omega.dtype
+        n, b = n_base, self.omega.shape[0]
+        cap = structure.capacity or (2 * n if structure.neurogenesis.enabled else n)  # spare slots only if used
+        w = torch.zeros(b, cap, cap, device=device, dtype=dtype)
+        tgt, src, wt = graph.edges()
+        w[:, torch.as_tensor(tgt), torch.as_tensor(src)] = torch.as_tensor(wt, device=device, dtype=dtype)
+        scale = strength / graph.normaliser  # the initial mean degree stays the normaliser: a synapse keeps its weight
+        self.neuron_coupling = PlasticCoupling(w, scale, harmonics, lag, n_base=n)
+        self.backend_name = PlasticCoupling.name
+        pad = cap - n
+        self.omega = torch.cat([self.omega, torch.zeros(b, pad, device=device, dtype=dtype)], dim=1)
+        self.n_neurons = cap
+        self.neuron_mask = torch.cat([torch.ones(b, n, device=device, dtype=dtype),
+                                       torch.zeros(b, pad, device=device, dtype=dtype)], dim=1)
+        # spare slots are dealt to the domains in turn: a new neuron takes a free slot of the domain that asked for it,
+        # so the slot -> domain map is shared by all replicas (fast index_add paths) while activity stays per replica
+        spare = np.arange(pad, dtype=np.int64) % max(1, self.n_domains)
+        self.neuron_dom_index = torch.as_tensor(np.concatenate([self.neuron_domain, spare]), device=device)  # (C,)
+        g = self.n_glia
+        gcap = structure.glia_capacity or (2 * g if structure.glia_creation.enabled else g)
+        gpad = gcap - g
+        self.nu = torch.cat([self.nu, torch.zeros(b, gpad, device=device, dtype=dtype)], dim=1)
+        self.n_glia = gcap
+        self.glia_mask = torch.cat([torch.ones(b, g, device=device, dtype=dtype),
+                                     torch.zeros(b, gpad, device=device, dtype=dtype)], dim=1)
+        self.glia_domain = np.concatenate([self.glia_domain, np.arange(gpad, dtype=np.int64) % max(1, self.n_domains)])
+        self.glia_dom_index = torch.as_tensor(self.glia_domain, device=device)  # (Gc,)
+        if self.use_gn or self.use_ng:
+            self.glia_dom = DomainMeans(self.glia_domain, self.n_domains, device, dtype, self.glia_mask)
+            self.neuron_dom = DomainMeans(self.neuron_dom_index, self.n_domains, device, dtype, self.neuron_mask)
+        self.n_state = self.n_neurons + self.n_glia + (self.metabolism.size if self.metabolism is not None else 0)
+        sigma = self.sigma.expand(b, -1) if self.sigma.dim() == 1 else self.sigma  # (B, N + G + block)
+        slots = sigma[:, :1].expand(b, pad)  # new neurons get the neurons' noise once active
+        gslots = sigma[:, n:n + 1].expand(b, gpad) if g else torch.zeros(b, gpad, device=device, dtype=dtype)
+        self.sigma_template = torch.cat([sigma[:, :n], slots, sigma[:, n:n + g], gslots, sigma[:, n + g:]], dim=1)
+        if self.drive is not None:
+            self.drive = type(self.drive)(self.drive.amplitude, self.drive.frequency, self.drive.phase,
+                                            torch.cat([self.drive.mask, torch.zeros(pad, device=device, dtype=dtype)]))
+        self.structure_changed()
+
     # ------------------------------------------------------------------------------------------ construction
     @classmethod
     def from_config(cls, cfg: Config, device, dtype, rng: np.random.Generator, graph: Graph | None = None):
@@ -251,7 +258,7 @@ class GlialNeuralField:
         glia_domain = domains(g, n_domains, None) if g else np.zeros(0, dtype=np.int64)
         glia_coupling = None
         k_gg = par("glia.coupling")
-        if g and not _zero(k_gg):
+        if g and not is_zero(k_gg):
             if cfg.glia.topology == "all_to_all":
                 glia_coupling = MeanField(g, k_gg, KURAMOTO.harmonics, 0.0)
             else:
@@ -274,7 +281,7 @@ class GlialNeuralField:
         if cfg.metabolism.enabled:
 
             params = {k: par(f"metabolism.{k}") for k in ("p_base", "p_act", "p_syn", "supply", "e_max", "e_init", "k_m")}
-            params["p_syn"] = params["p_syn"] * _abs(strength)
+            params["p_syn"] = params["p_syn"] * param_abs(strength)
             metabolism = Metabolism(cfg.metabolism, neuron_domain, glia_domain, n_domains, synaptic_load(graph, 1.0),
                                     device, dtype, params, schedule)
         field = cls(
@@ -294,13 +301,10 @@ class GlialNeuralField:
             metabolism=metabolism,
             cross=CrossFrequency.from_points(points, par),
             frequency_schedule=FrequencySchedule.build(cfg, schedule, device, dtype),
+            schedule=schedule if cfg.metabolism.schedule else None,
         )
-        field.schedule = schedule if cfg.metabolism.schedule else None
-        field.n_domains = n_domains
         if cfg.structure.enabled:
-            from .structure import make_plastic
-
-            make_plastic(field, cfg, graph, strength, potential.harmonics, lag, device, dtype)
+            field.make_plastic(cfg.structure, n, graph, strength, potential.harmonics, lag)
         return field
 
 
@@ -327,10 +331,6 @@ def _get(cfg: Config, path: str):
     for part in path.split("."):
         node = node[part] if isinstance(node, dict) else getattr(node, part)
     return node
-
-
-def _abs(x: Param) -> Param:
-    return x.abs() if isinstance(x, torch.Tensor) else abs(x)
 
 
 def batched(values: list[float], replicas: int, device, dtype) -> Param:
@@ -371,5 +371,5 @@ def build_field(points: list[Config], device, dtype, rngs: list[np.random.Genera
     if len(points) == 1:
         return cls.from_config(cfg, device, dtype, rngs[0])
     if not hasattr(cls, "from_points"):
-        raise ConfigError(f"model: {cfg.model!r} cannot batch sweep points (it has no from_points); use --max-batch 1")
+        raise ConfigError(f"model: {cfg.model!r} cannot batch sweep points (it has no from_points); set sweep.max_batch: 1")
     return cls.from_points(points, device, dtype, rngs)

@@ -13,10 +13,11 @@ import torch
 
 from .config import Config, config_from_yaml_text, config_to_yaml
 from .errors import ConfigError, SimulationFailed
-from .model import DomainMeans, build_field
+from .model import build_field
 from .sampling import sample_phases
 from .solvers import GaussianIncrements, solve
 from .traces import Series, TraceWriter
+from .trig import DomainMeans
 from .version import __version__
 
 TWO_PI = 2.0 * math.pi

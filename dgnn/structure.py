@@ -28,8 +28,7 @@ import numpy as np
 import torch
 
 from .config import Config, StructureConfig
-from .coupling import Param, Trig, _cos, _sin, _zero
-from .metabolism import _value
+from .trig import Param, Trig, is_zero, param_cos, param_sin, replica_value
 
 EVENT_DTYPE = np.dtype([
     ("time", "f8"), ("replica", "i4"), ("operator", "S16"), ("target", "i4"), ("source", "i4"), ("domain", "i4"),
@@ -64,7 +63,7 @@ class PlasticCoupling:
         self.base_t = base[:n_base, :n_base].T.contiguous()  # (n, n): W0^T among the initial slots
         self.n_synapses = max(1, int((self.base_t != 0).sum()))
         self.use_csr = w.device.type != "cpu"
-        self.terms = [(m, scale * amp, _cos(m * lag), _sin(m * lag)) for m, amp in harmonics]
+        self.terms = [(m, scale * amp, param_cos(m * lag), param_sin(m * lag)) for m, amp in harmonics]
         self.refresh()
 
     def touch(self, flat: torch.Tensor) -> None:
@@ -154,7 +153,7 @@ class PlasticCoupling:
             c, s = trig(m)  # (B, C)
             ks, kc = self._apply(s, c)
             term = torch.addcmul(c * ks, s, kc, value=-1.0)
-            if not (_zero(sl) and not isinstance(cl, torch.Tensor) and cl == 1.0):
+            if not (is_zero(sl) and not isinstance(cl, torch.Tensor) and cl == 1.0):
                 term = cl * term - sl * torch.addcmul(s * ks, c, kc)
             term = ka * term
             out = term if out is None else out + term
@@ -445,7 +444,7 @@ class Controller:
         d = met.d
         reserve = block[:, :d].cpu().numpy().astype(np.float64)  # (B, D) host copy, booked as we go
         booked = {k: np.zeros_like(reserve) for k in ("structural", "refunded", "discarded")}
-        e_max = [_value(met.e_max, b) for b in range(reserve.shape[0])]
+        e_max = [replica_value(met.e_max, b) for b in range(reserve.shape[0])]
         entries = {e for p in props if p.op in ("synaptogenesis", "pruning") for e in self._entries(p.replica, p.target, p.source)}
         synapse = {}  # (replica, target, source) -> exists now, for every entry a proposal may touch
         if entries:
@@ -624,47 +623,3 @@ class Controller:
         self.rng.bit_generator.state = ast.literal_eval(bytes(state["structure_rng"]).decode())
         self._cache = None
         f.structure_changed()
-
-
-def make_plastic(field, cfg: Config, graph, strength: Param, harmonics, lag: Param, device, dtype) -> None:
-    """Turn a built GlialNeuralField into a plastic one at capacity C (in place): slots N..C-1 start inactive."""
-    n, b = cfg.neurons.count, field.omega.shape[0]
-    cap = cfg.structure.capacity or (2 * n if cfg.structure.neurogenesis.enabled else n)  # spare slots only if used
-    w = torch.zeros(b, cap, cap, device=device, dtype=dtype)
-    tgt, src, wt = graph.edges()
-    w[:, torch.as_tensor(tgt), torch.as_tensor(src)] = torch.as_tensor(wt, device=device, dtype=dtype)
-    scale = strength / graph.normaliser  # the initial mean degree stays the normaliser: a synapse keeps its weight
-    field.neuron_coupling = PlasticCoupling(w, scale, harmonics, lag, n_base=n)
-    field.backend_name = PlasticCoupling.name
-    pad = cap - n
-    field.omega = torch.cat([field.omega, torch.zeros(b, pad, device=device, dtype=dtype)], dim=1)
-    field.n_neurons = cap
-    field.neuron_mask = torch.cat([torch.ones(b, n, device=device, dtype=dtype),
-                                   torch.zeros(b, pad, device=device, dtype=dtype)], dim=1)
-    # spare slots are dealt to the domains in turn: a new neuron takes a free slot of the domain that asked for it,
-    # so the slot -> domain map is shared by all replicas (fast index_add paths) while activity stays per replica
-    spare = np.arange(pad, dtype=np.int64) % max(1, field.n_domains)
-    field.neuron_dom_index = torch.as_tensor(np.concatenate([field.neuron_domain, spare]), device=device)  # (C,)
-    g = field.n_glia
-    gcap = cfg.structure.glia_capacity or (2 * g if cfg.structure.glia_creation.enabled else g)
-    gpad = gcap - g
-    field.nu = torch.cat([field.nu, torch.zeros(b, gpad, device=device, dtype=dtype)], dim=1)
-    field.n_glia = gcap
-    field.glia_mask = torch.cat([torch.ones(b, g, device=device, dtype=dtype),
-                                 torch.zeros(b, gpad, device=device, dtype=dtype)], dim=1)
-    field.glia_domain = np.concatenate([field.glia_domain, np.arange(gpad, dtype=np.int64) % max(1, field.n_domains)])
-    field.glia_dom_index = torch.as_tensor(field.glia_domain, device=device)  # (Gc,)
-    if field.use_gn or field.use_ng:
-        from .model import DomainMeans
-
-        field.glia_dom = DomainMeans(field.glia_domain, field.n_domains, device, dtype, field.glia_mask)
-        field.neuron_dom = DomainMeans(field.neuron_dom_index, field.n_domains, device, dtype, field.neuron_mask)
-    field.n_state = field.n_neurons + field.n_glia + (field.metabolism.size if field.metabolism is not None else 0)
-    sigma = field.sigma.expand(b, -1) if field.sigma.dim() == 1 else field.sigma  # (B, N + G + block)
-    slots = sigma[:, :1].expand(b, pad)  # new neurons get the neurons' noise once active
-    gslots = sigma[:, n:n + 1].expand(b, gpad) if g else torch.zeros(b, gpad, device=device, dtype=dtype)
-    field.sigma_template = torch.cat([sigma[:, :n], slots, sigma[:, n:n + g], gslots, sigma[:, n + g:]], dim=1)
-    if field.drive is not None:
-        field.drive = type(field.drive)(field.drive.amplitude, field.drive.frequency, field.drive.phase,
-                                        torch.cat([field.drive.mask, torch.zeros(pad, device=device, dtype=dtype)]))
-    field.structure_changed()

@@ -16,10 +16,11 @@ import numpy as np
 import dgnn
 from dgnn.analysis import farey, mean_frequency, nm_locking_index
 from dgnn.config import load_config
-from dgnn.sweep import sweep
+from dgnn.study.sweep import sweep
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import study_args, write_table  # noqa: E402
+from common import study_args  # noqa: E402
+from dgnn.study.tables import write_table  # noqa: E402
 
 DETUNINGS = [round(x, 3) for x in np.linspace(0.05, 2.0, 14)]
 COUPLINGS = [round(x, 3) for x in np.linspace(0.05, 2.0, 14)]

@@ -18,10 +18,11 @@ import numpy as np
 import dgnn
 from dgnn.attractors import attractor_information
 from dgnn.config import load_config
-from dgnn.sweep import sweep
+from dgnn.study.sweep import sweep
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import study_args, write_table  # noqa: E402
+from common import study_args  # noqa: E402
+from dgnn.study.tables import write_table  # noqa: E402
 
 RATIOS = [0.5, 1.0, 2.0, 4.0, 6.0]
 

@@ -18,7 +18,8 @@ import dgnn
 from dgnn.config import load_config
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import study_args, write_table  # noqa: E402
+from common import study_args  # noqa: E402
+from dgnn.study.tables import write_table  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -17,7 +17,8 @@ import dgnn
 from dgnn.config import load_config
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import study_args, write_table  # noqa: E402
+from common import study_args  # noqa: E402
+from dgnn.study.tables import write_table  # noqa: E402
 
 RATIOS = [0.0, 0.1, 0.2, 0.23, 0.24, 0.26, 0.27, 0.3, 0.4, 0.6, 1.0]
 

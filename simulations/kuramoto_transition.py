@@ -19,7 +19,8 @@ from dgnn.config import load_config
 from dgnn.progress import Progress
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import study_args, write_table  # noqa: E402
+from common import study_args  # noqa: E402
+from dgnn.study.tables import write_table  # noqa: E402
 
 COUPLINGS = [0.25, 0.5, 0.75, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0]
 

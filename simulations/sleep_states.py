@@ -21,7 +21,8 @@ from dgnn.analysis import farey_locking
 from dgnn.config import config_from_dict, load_config
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import study_args, write_table  # noqa: E402
+from common import study_args  # noqa: E402
+from dgnn.study.tables import write_table  # noqa: E402
 
 RATIOS = np.round(np.linspace(2.4, 4.1, 69), 4)  # omega_cardiac / omega_respiratory
 COUPLINGS = np.round(np.linspace(0.0, 3.0, 16), 4)  # respiration -> heart pulse strength
@@ -68,7 +69,7 @@ def tongue_map(cfg, progress: bool) -> list[dict]:
     data["solver"] = {"method": "rk4", "dt": 0.05, "duration": 600.0}
     data["record"] = {"every": 0.5}
     base = config_from_dict(data, "sleep-state tongue map")
-    from dgnn.sweep import expand
+    from dgnn.study.sweep import expand
 
     points = expand(base, {"neurons.groups.cardiac.frequency.center": [float(r) for r in RATIOS],
                            "coupling.cross.respiration_to_heart.strength": [float(k) for k in COUPLINGS]})

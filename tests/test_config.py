@@ -119,23 +119,23 @@ def test_exponent_floats_are_numbers(tmp_path):
 def test_shipped_configs_validate(path):
     data = yaml.safe_load(path.read_text())
     if "toy" in data:  # the NORTH* growth study (simulations/north_growth.py)
-        from dgnn.search.config import GrowthStudy
+        from dgnn.study.config import GrowthStudy
 
         assert load_config(path, model=GrowthStudy).build()
         return
     if "targets" in data:  # the DYNO transfer study (simulations/dyno_transfer.py)
-        from dgnn.search.config import TransferStudy
+        from dgnn.study.config import TransferStudy
         from dgnn.search import make_strategy
 
         assert make_strategy("dyno", **load_config(path, model=TransferStudy).dyno)
         return
     if "strategies" in data:  # a strategy study (simulations/search_digits.py)
-        from dgnn.search.config import StudyConfig
+        from dgnn.study.config import StudyConfig
 
         assert load_config(path, model=StudyConfig).build()
         return
     if "models" in yaml.safe_load(path.read_text()):  # a `dgnn compare` config
-        from dgnn.learn.compare import load_compare_config
+        from dgnn.study.compare import load_compare_config
 
         assert load_compare_config(path).models
         return

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from dgnn.config import config_from_dict
-from dgnn.coupling import Matrix, MeanField, Trig, make_backend
+from dgnn.coupling import Matrix, MeanField, make_backend
+from dgnn.trig import Trig
 from dgnn.errors import ConfigError
 from dgnn.model import build_field
 from dgnn.potentials import HKB

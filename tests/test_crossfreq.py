@@ -93,7 +93,7 @@ def test_group_and_cross_keys_batch_in_sweeps(tmp_path):
     cfg = nm_pair_config(3.0, 1.0, 0.1, 0.0, 3, 1)
     paths = batchable_paths(cfg)
     assert "neurons.groups.fast.frequency.center" in paths and "coupling.cross.slow_to_fast.strength" in paths
-    from dgnn.sweep import expand, plan
+    from dgnn.study.sweep import expand, plan
 
     points = expand(cfg, {"neurons.groups.fast.frequency.center": [2.9, 3.0, 3.1],
                           "coupling.cross.slow_to_fast.strength": [0.1, 0.2]})

@@ -364,7 +364,7 @@ def test_growth_and_transfer_studies_run_and_reject_bad_keys(tmp_path):
 def test_darts_checkpoints_retrain_the_cells_along_a_finished_search(tmp_path):
     """The cell at each checkpoint is Pi_S of the stored softmax(alpha) there; the last checkpoint is the study's
     own cell with the study's accuracy (retrain 0 of the same seed); cells shared by checkpoints are retrained
-    once, and --resume retrains nothing already in retrains.csv."""
+    once, and running again retrains nothing."""
     import json
     import subprocess
     import sys
@@ -402,7 +402,7 @@ def test_darts_checkpoints_retrain_the_cells_along_a_finished_search(tmp_path):
                 assert r["accuracy"] == g.attrs["accuracy"]
     assert {m["step"] for m in out["means"]} == {5, 10, 15, 20} and out["means"][1]["vs_first_p"] != ""
     again = checkpoints("--resume")
-    assert again.returncode == 0 and f"{n_cells} distinct cells, 0 to retrain" in again.stdout
+    assert again.returncode == 0 and f"{n_cells} distinct cells, 0 retrained now" in again.stdout
     assert json.loads((tmp_path / "s" / "checkpoints" / "results.json").read_text())["rows"] == rows
     bad = subprocess.run([sys.executable, str(script), "--study", str(tmp_path / "nowhere")], capture_output=True,
                          text=True)

@@ -1,8 +1,6 @@
 """Learning: datasets, measures, ANOVA, oscillator networks against closed forms, training and `dgnn compare`."""
 from __future__ import annotations
 
-import json
-import math
 
 import numpy as np
 import pytest
@@ -12,8 +10,9 @@ from scipy import stats
 from dgnn.cli import main
 from dgnn.errors import ConfigError
 from dgnn.learn.anova import factorial_anova
-from dgnn.learn.compare import compare, load_compare_config, pareto_front
-from dgnn.learn.config import CompareConfig, DatasetConfig, ModelConfig, TrainConfig
+from dgnn.study.compare import compare, load_compare_config, pareto_front
+from dgnn.learn.config import DatasetConfig, ModelConfig, TrainConfig
+from dgnn.study.config import CompareConfig
 from dgnn.learn.data import load_dataset, mnist1d_xy, north_toy_xy, read_idx, stratified_split, write_idx
 from dgnn.learn.measures import confusion_matrix, information_bound_bits, mutual_information_bits
 from dgnn.learn.models import build_model, match_width, parameter_count
@@ -199,14 +198,16 @@ def test_rate_guard_keeps_rk4_stable_whatever_the_weights():
 
 
 def test_metabolic_energy_of_an_uncoupled_net_is_its_base_power_times_the_settle_time():
-    """All couplings zero: theta' = 0 and sum |K| = 0, so the power is p_base x units for the whole settle time."""
-    net = build_model(osc(hidden=[5, 3], settle_time=4.0, dt=0.5), 4, 2, seed=0, dtype=torch.float64)
+    """All couplings zero: theta' = 0 and sum |K| = 0, so the power is p_base x units for the whole settle time
+    (p_base from the model's metabolism config)."""
+    met = {"p_base": 0.03, "p_act": 0.1, "p_syn": 0.01}
+    net = build_model(osc(hidden=[5, 3], settle_time=4.0, dt=0.5, metabolism=met), 4, 2, seed=0, dtype=torch.float64)
     with torch.no_grad():
         for layer in net.layers:
             layer.mag.zero_()
             layer.bias_mag.zero_()
-        e = net.metabolic_energy(torch.randn(3, 4, dtype=torch.float64), p_base=0.01, p_act=0.1, p_syn=0.01)
-    torch.testing.assert_close(e, torch.full((3,), 0.01 * 8 * 4.0, dtype=torch.float64))
+        e = net.metabolic_energy(torch.randn(3, 4, dtype=torch.float64))
+    torch.testing.assert_close(e, torch.full((3,), 0.03 * 8 * 4.0, dtype=torch.float64))
 
 
 def test_metabolic_energy_trains_and_drops_with_lambda():
@@ -259,21 +260,25 @@ def tiny_compare(**over) -> CompareConfig:
 
 
 def test_compare_writes_the_table_and_resumes(tmp_path):
+    whole = compare(tiny_compare(), tmp_path / "whole", progress=False)
+    assert whole.ran == 4 and len(whole.rows) == 4 and whole.status == "complete"
+    assert {"accuracy_mean", "accuracy_sd", "information_bits_mean"} <= set(whole.summary[0])
     out = tmp_path / "cmp"
-    first = compare(tiny_compare(), out, progress=False)
-    assert first.ran == 4 and len(first.rows) == 4 and first.status == "complete"
-    assert {"accuracy_mean", "accuracy_sd", "information_bits_mean"} <= set(first.summary[0])
-    lines = (out / "runs.jsonl").read_text().splitlines()
-    (out / "runs.jsonl").write_text("\n".join(lines[:-1]) + "\n")  # as if killed during the last run
-    again = compare(None, out, resume=True, progress=False)
-    assert again.ran == 1 and [r["accuracy"] for r in again.rows] == [r["accuracy"] for r in first.rows]
+    calls = iter(range(100))
+    first = compare(tiny_compare(), out, progress=False, should_stop=lambda: next(calls) >= 3)
+    assert first.status == "interrupted" and first.ran == 3
+    again = compare(None, out, resume=True, progress=False)  # the old --resume DIR form
+    assert again.ran == 1 and again.status == "complete"
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in ("wall_seconds", "train_seconds")} for r in rows]  # noqa: E731
+    assert strip(again.rows) == strip(whole.rows)  # the same runs, bit for bit, whatever was interrupted
     for name in ("results.csv", "summary.csv", "results.json", "results.h5", "accuracy_vs_energy.png"):
         assert (out / name).is_file()
-    ckpt = torch.load(out / first.rows[0]["checkpoint"])
+    ckpt = torch.load(out / whole.rows[0]["checkpoint"])
     net = build_model(ModelConfig(**ckpt["model"]), ckpt["n_in"], ckpt["n_out"], 0)
     net.load_state_dict(ckpt["state_dict"])  # a checkpoint rebuilds the trained model
-    with pytest.raises(ConfigError, match="not empty"):
-        compare(tiny_compare(), out, progress=False)
+    assert compare(tiny_compare(), out, progress=False).ran == 0  # the same command again: nothing left to run
+    with pytest.raises(ConfigError, match=r"train\.epochs differs"):
+        compare(tiny_compare(train={"epochs": 3, "patience": 2}), out, progress=False)
 
 
 def test_compare_cli_errors_are_one_line_exit_2(tmp_path, capsys):

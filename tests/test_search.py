@@ -179,7 +179,8 @@ def test_study_script_runs_and_rejects_bad_keys(tmp_path, capsys):
 
 
 def test_study_script_parallel_runs_equal_serial_ones_on_a_step_budget(tmp_path):
-    """--jobs 2 runs fits in worker processes; with a step budget every number equals the serial run's."""
+    """--jobs 2 (the old spelling of --workers 2) runs fits in worker processes; with a step budget every number
+    equals the serial run's."""
     import json
     import subprocess
     import sys
@@ -221,29 +222,25 @@ def test_study_script_resume_keeps_finished_runs_and_extends_the_seeds(tmp_path)
 
     assert study("s2.yaml", "fresh", "--quiet").returncode == 0
     assert study("s1.yaml", "r", "--quiet").returncode == 0
-    with h5py.File(tmp_path / "r" / "history.h5", "a") as h5:  # as if killed while seed 1 was being written
-        h5.create_group("m/nne/seed1").attrs["accuracy"] = 0.0
-    run = study("s2.yaml", "r", "--resume")
+    run = study("s2.yaml", "r")  # the same command with one more seed: only seed 1 runs
     assert run.returncode == 0, run.stderr
-    assert "resuming: 1 of 2 runs" in run.stdout and "m/nne/seed1: accuracy" in run.stdout
+    assert "resuming: 1 of 2 units" in run.stdout and "m/nne/seed1: accuracy" in run.stdout
     assert "m/nne/seed0: accuracy" not in run.stdout
     rows = {o: json.loads((tmp_path / o / "results.json").read_text())["rows"] for o in ("fresh", "r")}
     keys = ("task", "strategy", "seed", "accuracy", "information_bits", "steps", "macs")
     assert [{k: r[k] for k in keys} for r in rows["r"]] == [{k: r[k] for k in keys} for r in rows["fresh"]]
+    with h5py.File(tmp_path / "r" / "history.h5", "r") as h5:  # both seeds' histories, merged from the units
+        assert set(h5["m/nne"]) == {"seed0", "seed1"}
     (tmp_path / "other.yaml").write_text("seeds: 2\n" + body.replace("steps: 5", "steps: 6"))
     run = study("other.yaml", "r", "--resume")
-    assert run.returncode == 2 and "--resume" in run.stderr and "other tasks" in run.stderr
+    assert run.returncode == 2 and "tasks.0.steps differs" in run.stderr and "--overwrite" in run.stderr
     assert "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1
 
 
 def test_study_paired_comparison_with_the_first_strategy():
     """Differences d = (0.1, 0.3): mean 0.2, SE 0.1, t = 2 on 1 degree of freedom (a Cauchy law), so the two-sided
     p = 1 - (2 / pi) arctan 2."""
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "simulations"))
-    from search_digits import paired
+    from dgnn.study.strategies import paired
 
     out = paired(np.array([0.6, 0.9]), np.array([0.5, 0.6]))
     assert out["vs_first_mean"] == pytest.approx(0.2) and out["vs_first_se"] == pytest.approx(0.1)
@@ -298,7 +295,7 @@ def test_strategies_run_through_dgnn_compare(tmp_path):
     import h5py
 
     from dgnn.config import config_from_dict
-    from dgnn.learn.compare import compare
+    from dgnn.study.compare import compare
     from dgnn.learn.config import CompareConfig
 
     cfg = config_from_dict({

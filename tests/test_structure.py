@@ -276,7 +276,7 @@ def test_plastic_coupling_equals_the_dense_sum_after_edits(path):
     pc.refresh(full=False, active=active)
     assert {"gather": pc.delta, "csr": pc.csr, "batched": pc.batched_t}[path] is not None  # the path under test
     theta = torch.rand(b, c, generator=g, dtype=torch.float64) * 6.0
-    from dgnn.coupling import Trig
+    from dgnn.trig import Trig
 
     got = pc(Trig(theta))
     diff = theta[:, None, :] - theta[:, :, None] - lag  # (B, i, j): th_j - th_i - a

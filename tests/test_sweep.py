@@ -10,7 +10,7 @@ import pytest
 import dgnn
 from dgnn.config import config_from_dict
 from dgnn.errors import ConfigError
-from dgnn.sweep import expand, parse_grid, plan, resume_sweep, sweep
+from dgnn.study.sweep import expand, parse_grid, plan, resume_sweep, sweep
 
 BASE = {
     "name": "sw", "replicas": 2, "seed": 5,

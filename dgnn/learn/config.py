@@ -1,4 +1,4 @@
-"""Typed, frozen configuration of `dgnn compare`: datasets x models x lambda x seeds, training and energy tables."""
+"""Typed, frozen configuration of a learning task: datasets, models (MLPs, oscillator nets) and training."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from ..config import _Model, resolve_path
+from ..config import MetabolismConfig, _Model
 
 
 class DatasetConfig(_Model):
@@ -66,6 +66,7 @@ class ModelConfig(_Model):
     readout_norm: float = Field(0.0, ge=0.0)  # > 0: readout rows projected to this L2 norm (fixed-norm readout)
     match_parameters: str | None = None  # name of another model whose parameter count this one's width matches
     train: "TrainOverride | None" = None  # this model's own training settings over the train block's
+    metabolism: MetabolismConfig = MetabolismConfig()  # p_base, p_act, p_syn of the `metabolic` energy measure
 
     @model_validator(mode="after")
     def _check(self):
@@ -77,11 +78,6 @@ class ModelConfig(_Model):
             raise ValueError("'strategy' names the registered strategy of kind: strategy (and only of that kind)")
         if self.kind == "strategy" and (self.match_parameters or self.train):
             raise ValueError("a strategy sets its own network and training: drop match_parameters / train")
-        if self.kind == "strategy":
-            from ..search import Budget, make_strategy
-
-            make_strategy(self.strategy, **self.options)  # unknown names or keys fail here, with the valid ones
-            Budget(**self.budget)
         if self.potential == "kuramoto" and self.b != 0.0:
             raise ValueError("b is the HKB second harmonic; set potential: hkb to use it")
         return self
@@ -113,47 +109,3 @@ class TrainOverride(_Model):
 
 
 ModelConfig.model_rebuild()
-
-
-class EnergyTable(_Model):
-    """Per-operation energies in picojoules (defaults: Horowitz, ISSCC 2014, 45 nm, 32-bit float)."""
-
-    mac_pj: float = Field(4.6, ge=0.0)  # 32-bit float multiply (3.7 pJ) + add (0.9 pJ)
-    transcendental_pj: float = Field(20.0, ge=0.0)  # sin / cos / exp / tanh by polynomial: about 4 MACs (assumed)
-    memory_pj_per_byte: float = Field(1.25, ge=0.0)  # 8 kB SRAM read: 10 pJ per 64-bit word
-
-
-class CompareConfig(_Model):
-    name: str = "compare"
-    seeds: int = Field(10, ge=1)  # seeds 0 .. seeds-1 (seed 002 uses 10)
-    datasets: list[DatasetConfig] = [DatasetConfig(name="digits")]
-    models: dict[str, ModelConfig] = {"mlp": ModelConfig(kind="mlp")}
-    lambdas: list[float] = [0.0]
-    energy: Literal["activation", "metabolic"] = "activation"  # which E the loss penalises
-    train: TrainConfig = TrainConfig()
-    energy_table: EnergyTable = EnergyTable()
-    dtype: Literal["float32", "float64"] = "float32"
-    threads: int = Field(1, ge=1)
-
-    @model_validator(mode="after")
-    def _check(self):
-        if not self.models:
-            raise ValueError("models: give at least one model")
-        if not self.datasets:
-            raise ValueError("datasets: give at least one dataset")
-        if any(x < 0 for x in self.lambdas) or not self.lambdas:
-            raise ValueError(f"lambdas must be a non-empty list of values >= 0, found {self.lambdas}")
-        for name, m in self.models.items():
-            if m.match_parameters is not None and m.match_parameters not in self.models:
-                raise ValueError(f"models.{name}.match_parameters: no model named {m.match_parameters!r}")
-            if m.match_parameters == name:
-                raise ValueError(f"models.{name}.match_parameters: a model cannot match itself")
-        return self
-
-    @staticmethod
-    def resolve_paths(data: dict, folder: Path) -> None:
-        for ds in data.get("datasets") or []:
-            if isinstance(ds, dict):
-                for key in ("images", "labels"):
-                    if key in ds:
-                        ds[key] = resolve_path(ds[key], folder)

@@ -1,17 +1,10 @@
-"""Energy and information measures of trained classifiers."""
+"""Information measures of trained classifiers (their energies are dgnn.energy's)."""
 from __future__ import annotations
 
 import math
 
 import numpy as np
-import torch
 
-from .config import EnergyTable
-
-
-def activation_energy(acts: list[torch.Tensor]) -> torch.Tensor:
-    """Seed 002's E(theta, x): the sum over layers of the mean squared activation (batch and units)."""
-    return sum((a * a).mean() for a in acts)
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
@@ -38,10 +31,3 @@ def entropy_bits(labels: np.ndarray, n_classes: int) -> float:
 def information_bound_bits(labels: np.ndarray, n_classes: int, cross_entropy_nats: float) -> float:
     """The variational lower bound I(Y; X) >= H(Y) - CE / ln 2 (bits; CE is the mean test cross-entropy)."""
     return entropy_bits(labels, n_classes) - cross_entropy_nats / math.log(2.0)
-
-
-def joules(costs: dict[str, float], n_parameters: int, table: EnergyTable, bytes_per_value: int = 4) -> float:
-    """Estimated energy of one inference (J): MACs, transcendental calls and one read of every parameter."""
-    pj = (costs["macs"] * table.mac_pj + costs["transcendentals"] * table.transcendental_pj
-          + n_parameters * bytes_per_value * table.memory_pj_per_byte)
-    return pj * 1e-12

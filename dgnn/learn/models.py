@@ -19,6 +19,7 @@ import math
 import torch
 from torch import nn
 
+from ..energy import settling_power, trapezoid
 from ..solvers import solve
 from .config import ModelConfig
 
@@ -243,19 +244,16 @@ class OscillatorNet(nn.Module):
         return logits, acts
 
     # -------------------------------------------------------------------------------------------------- costs
-    def metabolic_energy(self, x: torch.Tensor, p_base: float = 0.01, p_act: float = 0.1, p_syn: float = 0.01,
-                         dt: float | None = None) -> torch.Tensor:
-        """(B,) MODEL.md power integrated over the settle time (trapezoid over the solver steps):
-        P = sum_h [p_base + p_act theta_h'^2 + p_syn sum_j |K_hj|]."""
+    def metabolic_energy(self, x: torch.Tensor, dt: float | None = None) -> torch.Tensor:
+        """(B,) the `metabolic` energy measure: MODEL.md's power P = sum_h [p_base + p_act theta_h'^2 + p_syn
+        sum_j |K_hj|] (constants from the model's metabolism config) integrated over the settle time (trapezoid
+        over the solver steps)."""
         traj, field = self._settle(x, dt, trajectory=True)  # (n + 1, B, S)
-        n1 = traj.shape[0]
-        drift = torch.stack([field(0.0, traj[k]) for k in range(n1)])  # (n + 1, B, S)
+        drift = torch.stack([field(0.0, traj[k]) for k in range(traj.shape[0])])  # (n + 1, B, S)
         start = self.n_in if self.drive else 0
         act = (drift[..., start:] ** 2).sum(-1)  # (n + 1, B)
         syn = sum((layer.gain() * layer.total_coupling()).sum() for layer in self.layers)
-        power = p_base * self.offsets[-1] + p_act * act + p_syn * syn
-        h = self.cfg.settle_time / (n1 - 1)
-        return h * (power[0] / 2 + power[1:-1].sum(0) + power[-1] / 2)
+        return trapezoid(settling_power(self.cfg.metabolism, self.offsets[-1], act, syn), self.cfg.settle_time)
 
     def macs(self) -> dict[str, float]:
         """Per inference: input sums once (clamped) or per stage, plus per-stage couplings and the readout."""

@@ -11,10 +11,10 @@ import torch
 from torch import nn
 
 from ..progress import Progress
-from .config import EnergyTable, ModelConfig, TrainConfig
+from ..energy import EnergyTable, activation_energy, mac_joules
+from .config import ModelConfig, TrainConfig
 from .data import Dataset
-from .measures import (activation_energy, confusion_matrix, information_bound_bits, joules,
-                       mutual_information_bits)
+from .measures import confusion_matrix, information_bound_bits, mutual_information_bits
 from .models import build_model, parameter_count
 
 
@@ -108,7 +108,7 @@ def evaluate(model: nn.Module, data: Dataset, table: EnergyTable, dtype=torch.fl
         "readout_norm": float(model.readout.effective().norm()),
         "parameters": n_par,
         "macs": costs["macs"],
-        "joules_per_inference": joules(costs, n_par, table),
+        "joules_per_inference": mac_joules(costs, n_par, table),
     }
     return row
 

@@ -31,7 +31,8 @@ from ..learn.data import Dataset
 from ..learn.models import OscillatorNet, Readout
 from ..learn.train import train
 from ..progress import Progress
-from .strategy import Budget, Clock, StrategyResult, finish, register_strategy, register_variant
+from ..learn.strategy import Budget, Clock, StrategyResult, finish
+from .strategy import register_strategy, register_variant
 
 OPS = ("linear_relu", "linear_tanh", "skip", "zero", "oscillator")
 
@@ -363,12 +364,13 @@ class Darts:
         return min(1.0, max(fr)) if fr else 0.0
 
     def retrain(self, genotype, data: Dataset, seed: int, clock: Clock | None = None, history: dict | None = None,
-                progress: bool = False) -> tuple[list[StrategyResult], list[int]]:
-        """The evaluation of a cell: `genotype` retrained from scratch `retrain_seeds` times (retrain r seeded from
-        seed + 7919 r; retrain 0 is a single-retrain fit's), each tested; (results, epochs trained)."""
+                progress: bool = False, first: int = 0) -> tuple[list[StrategyResult], list[int]]:
+        """The evaluation of a cell: `genotype` retrained from scratch, retrains first .. retrain_seeds - 1 (retrain
+        r seeded from seed + 7919 r, so each is the same whichever call runs it; retrain 0 is a single-retrain
+        fit's), each tested; (results, epochs trained)."""
         clock = clock if clock is not None else Clock(Budget(steps=1))
         runs, epochs = [], []
-        for r in range(self.retrain_seeds):
+        for r in range(first, self.retrain_seeds):
             gen = torch.Generator().manual_seed(int(seed) + 31337 + 7919 * r)
             net = CellNet(data.n_features, data.n_classes, self.width, self.cells, self.nodes, self.ops, gen, self.osc,
                           genotype)

@@ -20,7 +20,8 @@ from ..errors import ConfigError
 from ..learn.data import Dataset
 from ..progress import Progress
 from .nne import SparseNet, sign_step
-from .strategy import Budget, Clock, StrategyResult, finish, register_strategy
+from ..learn.strategy import Budget, Clock, StrategyResult, finish
+from .strategy import register_strategy
 
 
 class CappedNet(SparseNet):

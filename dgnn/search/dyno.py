@@ -24,7 +24,8 @@ from ..progress import Progress
 from .gate import EnergyGate, GateConfig
 from .growing import GrowingMLP, InputBuffer, finish_growth, Minibatches, effective_dimension, train_step, xavier
 from .north import init_random, select_by_rank
-from .strategy import Budget, Clock, StrategyResult, register_strategy
+from ..learn.strategy import Budget, Clock, StrategyResult
+from .strategy import register_strategy
 
 
 def prune_count(m: int, phi: float, star: float, delta: float) -> int:

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..learn.models import Readout
-from .strategy import finish
+from ..learn.strategy import finish
 
 
 def relu0(x: torch.Tensor) -> torch.Tensor:

@@ -16,7 +16,8 @@ from ..learn.models import Readout
 from ..progress import Progress
 from ..learn.config import TrainConfig
 from ..learn.train import train
-from .strategy import Budget, Clock, StrategyResult, finish, register_strategy
+from ..learn.strategy import Budget, Clock, StrategyResult, finish
+from .strategy import register_strategy
 
 
 def weak_selection_update(p: torch.Tensor, x: torch.Tensor, fitness: torch.Tensor, epsilon: float) -> torch.Tensor:

@@ -38,7 +38,8 @@ from ..progress import Progress
 from .gate import EnergyGate, GateConfig
 from .growing import (GrowingMLP, finish_growth, InputBuffer, Minibatches, candidate_scores, effective_dimension,
                       orthogonality_gap, train_step, weight_dimension, xavier)
-from .strategy import Budget, Clock, StrategyResult, register_strategy, register_variant
+from ..learn.strategy import Budget, Clock, StrategyResult
+from .strategy import register_strategy, register_variant
 
 TABLE7 = {"select": "act", "pre": "act", "random": "act", "weight": "weight", "gradmax": "grad", "firefly": "grad",
           "nest": "grad"}

@@ -1,8 +1,9 @@
 """`dgnn compare`: datasets x models x lambda x seeds into one results table (CSV, JSON, HDF5), the factorial ANOVA
-and the figures. Every finished run is appended to runs.jsonl at once, so an interrupted comparison resumes where
-it stopped."""
+and the figures. Every (dataset, model, lambda, seed) run is a unit of the study engine: finished runs live in the
+storage, so an interrupted comparison continues where it stopped, and workers on several machines share one."""
 from __future__ import annotations
 
+import functools
 import json
 import time
 from dataclasses import dataclass
@@ -13,14 +14,19 @@ import torch
 
 from ..config import config_to_yaml, load_config
 from ..errors import ConfigError
-from ..progress import Progress
-from .anova import factorial_anova
+from ..learn.anova import factorial_anova
+from ..learn.config import DatasetConfig
+from ..learn.data import load_dataset
+from ..learn.models import build_model, match_width, parameter_count
+from ..learn.train import fit, settle_gap
 from .config import CompareConfig
-from .data import load_dataset
-from .models import build_model, match_width, parameter_count
-from .train import fit, settle_gap
+from .engine import Unit, UnitFailed, WorkQueue, run_workers
+from .folders import atomic_write, claim_folder
+from .storage import Heartbeat, resolve
 
 KEY = ("dataset", "model", "lambda", "seed")
+OWNED = ("config.yaml", "models", "results.csv", "summary.csv", "results.json", "results.h5", "accuracy_vs_energy.png",
+         "lambda_sweep.png")
 
 
 @dataclass
@@ -30,94 +36,112 @@ class CompareResult:
     summary: list[dict]
     anova: dict
     ran: int
-    status: str  # complete | interrupted
+    status: str  # complete | interrupted | failed
+    study: str = ""
+    storage: str = ""
 
 
 def load_compare_config(path, overrides=None) -> CompareConfig:
     return load_config(path, overrides, model=CompareConfig)
 
 
-def _key(row: dict) -> tuple:
-    return tuple(row[k] for k in KEY)
+def unit_key(dataset: str, model: str, lam: float, seed: int) -> str:
+    return f"{dataset}|{model}|lambda={lam!r}|seed={seed}"
 
 
-def compare(cfg: CompareConfig, out: str | Path, *, resume: bool = False, overwrite: bool = False,
-            progress: bool = True, should_stop=None) -> CompareResult:
-    """Run every (dataset, model, lambda, seed) not yet in out/runs.jsonl; write the table, ANOVA and figures."""
+def plan_runs(cfg: CompareConfig) -> list[tuple[DatasetConfig, str, float, int]]:
+    """Every run of the comparison in table order; a strategy has its own objective: it runs once per seed, at the
+    first lambda."""
+    return [(d, name, lam, seed) for d in cfg.datasets for name in cfg.models for lam in cfg.lambdas
+            for seed in range(cfg.seeds) if lam == cfg.lambdas[0] or cfg.models[name].kind != "strategy"]
+
+
+@functools.lru_cache(maxsize=2)
+def _splits(dataset_json: str, seed: int):
+    """One dataset's splits per seed, kept while every model and lambda of it runs (per process)."""
+    return load_dataset(DatasetConfig.model_validate_json(dataset_json), seed)
+
+
+@dataclass(frozen=True)
+class CompareJob:
+    """The engine's job for one comparison: a unit trains and tests one (dataset, model, lambda, seed)."""
+
+    cfg: CompareConfig
+    out: Path
+
+    def run(self, unit: Unit, should_stop) -> dict:
+        cfg, p = self.cfg, unit.params
+        torch.set_num_threads(cfg.threads)
+        dcfg = next(d for d in cfg.datasets if d.label == p["dataset"])
+        data = _splits(dcfg.model_dump_json(), p["seed"])
+        mcfg = _resolve_model(cfg, p["model"], data)
+        dtype = torch.float64 if cfg.dtype == "float64" else torch.float32
+        t0 = time.perf_counter()
+        try:
+            if mcfg.kind == "strategy":
+                row, res = _fit_strategy(mcfg, data, p["seed"], cfg.energy_table)
+            else:
+                row, res = fit(mcfg, data, cfg.train, p["seed"], p["lambda"], cfg.energy, cfg.energy_table, dtype=dtype)
+        except FloatingPointError as exc:
+            raise UnitFailed(str(exc)) from None
+        row = {"dataset": dcfg.label, "model": p["model"], "kind": mcfg.kind, "lambda": p["lambda"], "seed": p["seed"],
+               "hidden": "-".join(map(str, mcfg.hidden)), **row,
+               "phase_gap_rad": settle_gap(res.model, data.x_test[:256]),
+               "wall_seconds": time.perf_counter() - t0, "history": res.history}
+        ckpt = self.out / "models" / f"{dcfg.label}-{p['model']}-lambda{p['lambda']:g}-seed{p['seed']}.pt"
+        ckpt.parent.mkdir(exist_ok=True)
+        tmp = ckpt.with_name(f".{ckpt.name}.tmp")
+        torch.save({"state_dict": res.model.state_dict(), "model": mcfg.model_dump(mode="json"),
+                    "n_in": data.n_features, "n_out": data.n_classes}, tmp)
+        tmp.replace(ckpt)
+        row["checkpoint"] = str(ckpt.relative_to(self.out))
+        return json.loads(json.dumps(row, default=float))  # what the storage keeps, exactly
+
+
+def compare(cfg: CompareConfig | None, out: str | Path, *, resume: bool = False, overwrite: bool = False,
+            progress: bool = True, should_stop=None, storage: str | None = None, study: str | None = None,
+            workers: int = 1, heartbeat: Heartbeat = Heartbeat()) -> CompareResult:
+    """Run every (dataset, model, lambda, seed) that the study's storage (`out`'s embedded one by default) does not
+    hold finished; write the table, ANOVA and figures. resume=True reads the config stored in out/config.yaml."""
     out = Path(out)
-    runs = out / "runs.jsonl"
     stored = out / "config.yaml"
-    if out.exists() and any(out.iterdir()) and not (resume or overwrite):
-        raise ConfigError(f"--out {out}: folder is not empty; pass --resume to continue it or --overwrite to replace it")
     if resume:
         if not stored.is_file():
-            raise ConfigError(f"--resume {out}: no config.yaml there (not a dgnn compare folder)")
+            raise ConfigError(f"resume {out}: no config.yaml there (not a dgnn compare folder)")
         cfg = load_compare_config(stored)
-    elif overwrite and runs.exists():
-        runs.unlink()
-    out.mkdir(parents=True, exist_ok=True)
-    stored.write_text(config_to_yaml(cfg), encoding="utf-8")
-    done = {}
-    if runs.exists():
-        for line in runs.read_text().splitlines():
-            if line.strip():
-                row = json.loads(line)
-                done[_key(row)] = row
-    torch.set_num_threads(cfg.threads)
-    dtype = torch.float64 if cfg.dtype == "float64" else torch.float32
-    jobs = [(d, name, lam, seed) for d in cfg.datasets for name in cfg.models for lam in cfg.lambdas
-            for seed in range(cfg.seeds) if lam == cfg.lambdas[0] or cfg.models[name].kind != "strategy"]
-    # a strategy has its own objective: it runs once per seed, at the first lambda
-    todo = [j for j in jobs if (j[0].label, j[1], j[2], j[3]) not in done]
-    bar = Progress(total=len(jobs), initial=len(jobs) - len(todo), enabled=progress, unit="run", desc=cfg.name)
-    ran, status = 0, "complete"
-    cache: dict = {}
-    with open(runs, "a", encoding="utf-8") as fh:
-        for dcfg, name, lam, seed in todo:
-            if should_stop is not None and should_stop():
-                status = "interrupted"
-                break
-            if (dcfg.label, seed) not in cache:
-                if any(label != dcfg.label for label, _ in cache):
-                    cache.clear()  # one dataset's splits at a time: every model and lambda reuses them
-                cache[(dcfg.label, seed)] = load_dataset(dcfg, seed)
-            data = cache[(dcfg.label, seed)]
-            mcfg = _resolve_model(cfg, name, data)
-            t0 = time.perf_counter()
-            if mcfg.kind == "strategy":
-                row, res = _fit_strategy(mcfg, data, seed, cfg.energy_table)
-            else:
-                row, res = fit(mcfg, data, cfg.train, seed, lam, cfg.energy, cfg.energy_table, dtype=dtype)
-            row = {"dataset": dcfg.label, "model": name, "kind": mcfg.kind, "lambda": lam, "seed": seed,
-                   "hidden": "-".join(map(str, mcfg.hidden)), **row,
-                   "phase_gap_rad": settle_gap(res.model, data.x_test[:256]),
-                   "wall_seconds": time.perf_counter() - t0, "history": res.history}
-            ckpt = out / "models" / f"{dcfg.label}-{name}-lambda{lam:g}-seed{seed}.pt"
-            ckpt.parent.mkdir(exist_ok=True)
-            torch.save({"state_dict": res.model.state_dict(), "model": mcfg.model_dump(mode="json"),
-                        "n_in": data.n_features, "n_out": data.n_classes}, ckpt)
-            row["checkpoint"] = str(ckpt.relative_to(out))
-            fh.write(json.dumps(row) + "\n")
-            fh.flush()
-            done[_key(row)] = row
-            ran += 1
-            bar.update(1)
-    bar.close()
-    rows = [done[(d.label, n, lam, s)] for d, n, lam, s in jobs if (d.label, n, lam, s) in done]
+    else:
+        claim_folder(out, overwrite, OWNED, storage is None)
+    if workers < 1:
+        raise ConfigError(f"workers: expected >= 1, found {workers}")
+    jobs = plan_runs(cfg)
+    units = [Unit(unit_key(d.label, name, lam, seed), {"dataset": d.label, "model": name, "lambda": lam, "seed": seed})
+             for d, name, lam, seed in jobs]
+    url, name = resolve(storage, out), study or f"compare-{cfg.name}"
+    queue = WorkQueue.open(url, name, "compare", cfg.model_dump(mode="json"), units, overwrite=overwrite and not resume,
+                           heartbeat=heartbeat)
+    atomic_write(stored, config_to_yaml(cfg))
+    before = set(queue.rows())
+    run_workers(queue, CompareJob(cfg, out), workers, should_stop, progress, threads=cfg.threads, desc=cfg.name)
+    done = queue.rows()
+    rows = [done[u.key] for u in units if u.key in done]
     summary, anova = write_results(out, cfg, rows)
-    return CompareResult(out, rows, summary, anova, ran, status)
+    if len(rows) == len(units):
+        status = "complete"
+    else:
+        status = "interrupted" if should_stop is not None and should_stop() else "failed"
+    return CompareResult(out, rows, summary, anova, len(set(done) - before), status, name, url)
 
 
 def _fit_strategy(mcfg, data, seed: int, table):
     """A structural-learning strategy's fit as a results-table row (its history as lists for runs.jsonl)."""
     from types import SimpleNamespace
 
+    from ..energy import mac_joules
     from ..search import Budget, make_strategy
-    from .measures import joules
 
     res = make_strategy(mcfg.strategy, **mcfg.options).fit(data, Budget(**mcfg.budget), seed)
     row = dict(res.metrics)
-    row["joules_per_inference"] = joules(res.model.macs(), row["parameters"], table)  # this comparison's table
+    row["joules_per_inference"] = mac_joules(res.model.macs(), row["parameters"], table)  # this comparison's table
     row["epochs"] = row["steps"]
     history = {k: np.asarray(v).tolist() for k, v in res.history.items()}
     return row, SimpleNamespace(model=res.model, history=history)
@@ -169,7 +193,9 @@ def anova_by_lambda(rows: list[dict]) -> dict:
 
 
 def write_results(out: Path, cfg: CompareConfig, rows: list[dict]) -> tuple[list[dict], dict]:
+    """results.csv, summary.csv, results.json, results.h5 and the figures (each replaced atomically)."""
     import csv
+    import io
 
     import h5py
 
@@ -178,13 +204,15 @@ def write_results(out: Path, cfg: CompareConfig, rows: list[dict]) -> tuple[list
     flat = [{k: v for k, v in r.items() if k != "history"} for r in rows]
     if flat:
         for name, table in (("results.csv", flat), ("summary.csv", summary)):
-            with open(out / name, "w", newline="") as fh:
-                w = csv.DictWriter(fh, fieldnames=list(dict.fromkeys(k for r in table for k in r)))
-                w.writeheader()
-                w.writerows(table)
-    (out / "results.json").write_text(json.dumps({"config": cfg.model_dump(mode="json"), "runs": flat,
-                                                  "summary": summary, "anova": anova}, indent=1))
-    with h5py.File(out / "results.h5", "w") as h5:
+            buf = io.StringIO()
+            w = csv.DictWriter(buf, fieldnames=list(dict.fromkeys(k for r in table for k in r)), lineterminator="\r\n")
+            w.writeheader()
+            w.writerows(table)
+            atomic_write(out / name, buf.getvalue())
+    atomic_write(out / "results.json", json.dumps({"config": cfg.model_dump(mode="json"), "runs": flat,
+                                                   "summary": summary, "anova": anova}, indent=1))
+    tmp = out / ".results.h5.tmp"
+    with h5py.File(tmp, "w") as h5:
         h5.attrs["config"] = config_to_yaml(cfg)
         g = h5.create_group("runs")
         for k in dict.fromkeys(k for r in flat for k in r):  # a column some kinds lack (steps) is nan / "" there
@@ -202,6 +230,7 @@ def write_results(out: Path, cfg: CompareConfig, rows: list[dict]) -> tuple[list
             for k in table[0]:
                 vals = [row[k] for row in table]
                 a.create_dataset(k, data=np.array(vals, dtype=h5py.string_dtype()) if k == "source" else np.array(vals))
+    tmp.replace(out / "results.h5")
     if flat:
         write_figures(out, rows, summary)
     return summary, anova

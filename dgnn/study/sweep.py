@@ -1,9 +1,12 @@
 """`dgnn sweep`: the product of a parameter grid, batched where points differ only in numeric keys, one metrics-only
-trace per point, a summary table (CSV + JSON), progress with ETA, and resume that skips finished points."""
+trace per point and a summary table (CSV + JSON). Each batch is a unit of the study engine: workers (local
+processes or other machines on the same storage) take batches until none is left, and running the command again
+skips the finished ones."""
 from __future__ import annotations
 
 import copy
 import csv
+import io
 import itertools
 import json
 from dataclasses import dataclass
@@ -14,13 +17,15 @@ import h5py
 import numpy as np
 import yaml
 
-from .config import Config, _safe_load, config_from_dict, config_from_yaml_text, config_to_yaml
-from .errors import ConfigError
-from .model import batchable_paths
-from .progress import Progress
-from .simulation import Simulation, _loop, prepare_run_dir
-from .traces import TraceWriter
-from .version import __version__
+from ..config import Config, _safe_load, config_from_dict, config_from_yaml_text, config_to_yaml
+from ..errors import ConfigError
+from ..model import batchable_paths
+from ..simulation import Simulation, _loop
+from ..traces import TraceWriter
+from ..version import __version__
+from .engine import Interrupted, Unit, WorkQueue, run_workers
+from .folders import atomic_write, claim_folder
+from .storage import Heartbeat, resolve
 
 
 @dataclass(frozen=True)
@@ -39,14 +44,14 @@ def parse_grid(items: list[str]) -> dict[str, list]:
     grid: dict[str, list] = {}
     for item in items or []:
         if "=" not in item:
-            raise ConfigError(f"--grid {item!r}: expected key.path=v1,v2,... (for example --grid coupling.strength=0.5,1,2)")
+            raise ConfigError(f"grid {item!r}: expected key.path=v1,v2,... (for example coupling.strength=0.5,1,2)")
         key, raw = (x.strip() for x in item.split("=", 1))
         try:
             values = _safe_load(raw) if raw.startswith("[") else [_safe_load(v) for v in raw.split(",")]
         except yaml.YAMLError:
-            raise ConfigError(f"--grid {key}: cannot parse values {raw!r}") from None
+            raise ConfigError(f"grid {key}: cannot parse values {raw!r}") from None
         if not isinstance(values, list) or not values or any(v is None or isinstance(v, (list, dict)) for v in values):
-            raise ConfigError(f"--grid {key}: expected a non-empty list of scalars, found {raw!r}")
+            raise ConfigError(f"grid {key}: expected a non-empty list of scalars, found {raw!r}")
         grid[key] = values
     return grid
 
@@ -65,7 +70,7 @@ def _set(data: dict, key: str, value) -> None:
 def expand(base: Config, grid: dict[str, list]) -> list[Point]:
     """Every combination of the grid as a validated config (errors name the point and the key)."""
     if not grid:
-        raise ConfigError("sweep: empty grid; give --grid key=v1,v2,... or a sweep.grid block in the config")
+        raise ConfigError("grid: empty; give grid values (key=v1,v2,...) or a sweep.grid block in the config")
     data = base.model_dump(mode="python")
     data["sweep"] = {}
     keys = list(grid)
@@ -160,15 +165,8 @@ class MultiWriter:
             w.close()
 
 
-def _status(path: Path) -> str:
-    try:
-        with h5py.File(path, "r") as h5:
-            return str(h5.attrs.get("status", ""))
-    except OSError:
-        return "missing"
-
-
 def _run_batch(batch: list[Point], out: Path, progress_bar, should_stop) -> str:
+    """Simulate one batch of points, one trace per point under out/points/; returns the batch's status."""
     base = batch[0].cfg
     sim = Simulation(base, points=[p.cfg for p in batch])
     static = sim.static()
@@ -191,8 +189,16 @@ def _run_batch(batch: list[Point], out: Path, progress_bar, should_stop) -> str:
     return _loop(sim, mw, should_stop, progress=False, bar=progress_bar).status
 
 
+def _status(path: Path) -> str:
+    try:
+        with h5py.File(path, "r") as h5:
+            return str(h5.attrs.get("status", ""))
+    except OSError:
+        return "missing"
+
+
 def _summary_row(p: Point, out: Path) -> dict:
-    from .analysis import summarize
+    from ..analysis import summarize
 
     path = out / "points" / p.label / "trace.h5"
     row = {"point": p.index, **p.values, "status": _status(path), "trace": str(path.relative_to(out))}
@@ -213,14 +219,44 @@ def _summary_row(p: Point, out: Path) -> dict:
     return row
 
 
-def write_summary(points: list[Point], out: Path) -> list[dict]:
-    rows = [_summary_row(p, out) for p in points]
+@dataclass(frozen=True)
+class SweepJob:
+    """The engine's job for one sweep: unit b<i> simulates batch i of the plan (picklable for worker processes)."""
+
+    out: Path
+    batches: tuple[tuple[Point, ...], ...]
+
+    def run(self, unit: Unit, should_stop) -> dict:
+        batch = list(self.batches[int(unit.key[1:])])
+        status = _run_batch(batch, self.out, None, should_stop)
+        if status == "interrupted":
+            raise Interrupted(f"batch {unit.key} stopped after its current record")
+        return {"points": [_summary_row(p, self.out) for p in batch]}
+
+
+def units(batches) -> list[Unit]:
+    return [Unit(f"b{i:04d}", {"points": " ".join(p.label for p in b)}) for i, b in enumerate(batches)]
+
+
+def write_summary(points: list[Point], out: Path, finished: dict[str, dict], batches) -> list[dict]:
+    """summary.csv and summary.json: one row per point in grid order, from the storage's unit rows (unfinished
+    points show their trace's status, or 'waiting')."""
+    rows_by_point = {r["point"]: r for row in finished.values() for r in row["points"]}
+    rows = []
+    for p in points:
+        if p.index in rows_by_point:
+            rows.append(rows_by_point[p.index])
+            continue
+        status = _status(out / "points" / p.label / "trace.h5")
+        rows.append({"point": p.index, **p.values, "status": "waiting" if status == "missing" else status,
+                     "trace": str(Path("points") / p.label / "trace.h5")})
     fields = list(dict.fromkeys(k for r in rows for k in r))
-    with open(out / "summary.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=fields)
-        w.writeheader()
-        w.writerows(rows)
-    (out / "summary.json").write_text(json.dumps(rows, indent=2, default=float))
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\r\n")
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write(out / "summary.csv", buf.getvalue())
+    atomic_write(out / "summary.json", json.dumps(rows, indent=2, default=float))
     return rows
 
 
@@ -229,14 +265,22 @@ class SweepResult:
     out: Path
     status: str  # complete | interrupted | failed
     points: int
-    ran: int  # points simulated in this call (finished ones are skipped on resume)
+    ran: int  # points simulated in this call (finished ones are skipped when the command runs again)
     rows: list[dict]
+    study: str = ""
+    storage: str = ""
+
+
+OWNED = ("points", "summary.csv", "summary.json", "sweep.yaml")
 
 
 def sweep(base: Config, grid: dict[str, list] | None = None, out: str | Path | None = None, *, overwrite: bool = False,
-          progress: bool = True, should_stop: Callable[[], bool] | None = None, resume: bool = False) -> SweepResult:
-    """Run the product of `base.sweep.grid` and `grid`; points already complete in `out` are skipped on resume."""
-    from .simulation import default_run_dir
+          progress: bool = True, should_stop: Callable[[], bool] | None = None, resume: bool = False,
+          storage: str | None = None, study: str | None = None, workers: int = 1,
+          heartbeat: Heartbeat = Heartbeat()) -> SweepResult:
+    """Run the product of `base.sweep.grid` and `grid` as units of the study engine; finished batches (in the
+    storage: `out`'s embedded one by default) are skipped, so calling it again continues it."""
+    from ..simulation import default_run_dir
 
     grid = {k: [v.item() if isinstance(v, np.generic) else v for v in vals]  # numpy scalars from API callers
             for k, vals in {**base.sweep.grid, **(grid or {})}.items()}
@@ -245,36 +289,41 @@ def sweep(base: Config, grid: dict[str, list] | None = None, out: str | Path | N
         data["record"]["phases"] = False
         base = config_from_dict(data)
     points = expand(base, grid)
+    batches = tuple(tuple(b) for b in plan(points, base.sweep.max_batch))  # of all points: units stable on resume
     out = Path(out) if out is not None else default_run_dir(base).with_name(default_run_dir(base).name + "-sweep")
+    if workers < 1:
+        raise ConfigError(f"workers: expected >= 1, found {workers}")
     if not resume:
-        prepare_run_dir(out, overwrite)
-        (out / "sweep.yaml").write_text(yaml.safe_dump({"base": config_to_yaml(base), "grid": grid}, sort_keys=False))
-    todo = [p for p in points if _status(out / "points" / p.label / "trace.h5") != "complete"]
-    batches = plan(todo, base.sweep.max_batch)
-    bar = Progress(total=sum(b[0].cfg.n_records for b in batches), enabled=progress, unit="rec",
-                   desc=f"sweep {len(points) - len(todo)}/{len(points)} points done")
-    status = "complete"
-    try:
-        for batch in batches:
-            result = _run_batch(batch, out, bar, should_stop)
-            if result != "complete":
-                status = result
-                break
-            if bar.bar is not None:
-                done = sum(_status(out / "points" / p.label / "trace.h5") == "complete" for p in points)
-                bar.bar.set_description(f"sweep {done}/{len(points)} points done")
-    finally:
-        bar.close()
-        rows = write_summary(points, out)
-    return SweepResult(out, status, len(points), sum(len(b) for b in batches), rows)
+        claim_folder(out, overwrite, OWNED, storage is None)
+    url, name = resolve(storage, out), study or f"sweep-{base.name}"
+    stored = {"base": base.model_dump(mode="json"), "grid": grid}
+    queue = WorkQueue.open(url, name, "sweep", stored, units(batches), overwrite=overwrite and not resume,
+                           heartbeat=heartbeat)
+    atomic_write(out / "sweep.yaml", yaml.safe_dump({"base": config_to_yaml(base), "grid": grid, "study": name,
+                                                     "storage": url}, sort_keys=False))
+    before = set(queue.rows())
+    run_workers(queue, SweepJob(out, batches), workers, should_stop, progress, desc=f"sweep {name}")
+    finished = queue.rows()
+    rows = write_summary(points, out, finished, batches)
+    ran = sum(len(r["points"]) for k, r in finished.items() if k not in before)
+    if len(finished) == len(batches):
+        status = "failed" if any(r["status"] == "failed" for r in rows) else "complete"
+    else:  # units left: stopped by a signal, or failed beyond the engine's retries
+        status = "interrupted" if should_stop is not None and should_stop() else "failed"
+    return SweepResult(out, status, len(points), ran, rows, name, url)
 
 
-def resume_sweep(out: str | Path, *, progress: bool = True, should_stop=None) -> SweepResult:
-    """Continue a sweep folder: finished points are kept, unfinished batches run again from their start."""
+def resume_sweep(out: str | Path, *, progress: bool = True, should_stop=None, workers: int = 1,
+                 heartbeat: Heartbeat = Heartbeat()) -> SweepResult:
+    """Continue a sweep folder: the stored config and grid are run again; finished batches are kept."""
     out = Path(out)
     try:
-        meta = yaml.safe_load((out / "sweep.yaml").read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"--resume {out}: not a sweep folder (sweep.yaml: {exc.__class__.__name__})") from None
+        meta = yaml.safe_load((out / "sweep.yaml").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"resume {out}: not a sweep folder (sweep.yaml: {exc.__class__.__name__})") from None
+    if not (isinstance(meta, dict) and isinstance(meta.get("base"), str) and isinstance(meta.get("grid"), dict)):
+        raise ConfigError(f"resume {out}: sweep.yaml is malformed (expected the keys base, grid, study, storage)")
     base = config_from_yaml_text(meta["base"], f"{out}/sweep.yaml")
-    return sweep(base, meta["grid"], out, progress=progress, should_stop=should_stop, resume=True)
+    grid, name, url = meta["grid"], meta.get("study"), meta.get("storage")
+    return sweep(base, grid, out, progress=progress, should_stop=should_stop, resume=True,
+                 storage=None if url == resolve(None, out) else url, study=name, workers=workers, heartbeat=heartbeat)

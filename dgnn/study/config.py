@@ -1,12 +1,16 @@
-"""Config of a strategy study: tasks (digits class subsets or MNIST-1D, with a budget) x labelled strategies x
-seeds."""
+"""Typed, frozen configs of the multi-run commands: `dgnn compare` (datasets x models x lambda x seeds) and the
+strategy studies of simulations/ (tasks x labelled strategies x seeds, NORTH* growth, DYNO transfer)."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from ..config import _Model
+from ..config import KeyedError, _Model, resolve_path
+from ..errors import ConfigError
+from ..energy import PENALTIES, EnergyTable
+from ..learn.config import DatasetConfig, ModelConfig, TrainConfig
 
 
 class StudyTask(_Model):
@@ -31,7 +35,7 @@ class StudyConfig(_Model):
 
     def build(self) -> dict:
         """label -> strategy object (ConfigError on unknown names or keys)."""
-        from .strategy import make_strategy
+        from ..search import make_strategy
 
         return {label: make_strategy(s.strategy or label, **s.options) for label, s in self.strategies.items()}
 
@@ -62,7 +66,7 @@ class GrowthStudy(_Model):
     digits: StaticComparison | None = None
 
     def build(self) -> dict:
-        from .strategy import make_strategy
+        from ..search import make_strategy
 
         return {label: make_strategy(s.strategy or label, **s.options) for label, s in self.strategies.items()}
 
@@ -85,3 +89,47 @@ class TransferStudy(_Model):
     steps: int = Field(1000, ge=1)
     targets: list[TransferTarget]
     dyno: dict = {}  # DYNO's keys
+
+
+class CompareConfig(_Model):
+    name: str = "compare"
+    seeds: int = Field(10, ge=1)  # seeds 0 .. seeds-1 (seed 002 uses 10)
+    datasets: list[DatasetConfig] = [DatasetConfig(name="digits")]
+    models: dict[str, ModelConfig] = {"mlp": ModelConfig(kind="mlp")}
+    lambdas: list[float] = [0.0]
+    energy: Literal[PENALTIES] = "activation"  # which dgnn.energy measure the loss penalises
+    train: TrainConfig = TrainConfig()
+    energy_table: EnergyTable = EnergyTable()
+    dtype: Literal["float32", "float64"] = "float32"
+    threads: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self):
+        if not self.models:
+            raise ValueError("models: give at least one model")
+        if not self.datasets:
+            raise ValueError("datasets: give at least one dataset")
+        if any(x < 0 for x in self.lambdas) or not self.lambdas:
+            raise ValueError(f"lambdas must be a non-empty list of values >= 0, found {self.lambdas}")
+        for name, m in self.models.items():
+            if m.match_parameters is not None and m.match_parameters not in self.models:
+                raise ValueError(f"models.{name}.match_parameters: no model named {m.match_parameters!r}")
+            if m.match_parameters == name:
+                raise ValueError(f"models.{name}.match_parameters: a model cannot match itself")
+            if m.kind == "strategy":
+                from ..search import Budget, make_strategy
+
+                try:  # unknown names or keys fail here, with the valid ones
+                    make_strategy(m.strategy, **m.options)
+                    Budget(**m.budget)
+                except ConfigError as exc:
+                    raise KeyedError(f"models.{name}", str(exc)) from None
+        return self
+
+    @staticmethod
+    def resolve_paths(data: dict, folder: Path) -> None:
+        for ds in data.get("datasets") or []:
+            if isinstance(ds, dict):
+                for key in ("images", "labels"):
+                    if key in ds:
+                        ds[key] = resolve_path(ds[key], folder)
