@@ -296,7 +296,7 @@ def test_strategies_run_through_dgnn_compare(tmp_path):
 
     from dgnn.config import config_from_dict
     from dgnn.study.compare import compare
-    from dgnn.learn.config import CompareConfig
+    from dgnn.study.config import CompareConfig
 
     cfg = config_from_dict({
         "name": "t", "seeds": 1, "datasets": [{"name": "digits", "classes": [0, 1, 2]}], "lambdas": [0.0, 1.0],

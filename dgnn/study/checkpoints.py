@@ -93,7 +93,7 @@ def darts_checkpoints(study_dir: Path, out: Path, *, every: int = 500, retrains:
 
     for f in ("config.yaml", "history.h5"):
         if not (study_dir / f).exists():
-            raise ConfigError(f"study {study_dir / f}: not found; point it at a folder written by "
+            raise ConfigError(f"study: {study_dir / f} not found; point it at a folder written by "
                               "simulations/search_digits.py")
     study = load_config(study_dir / "config.yaml", model=StudyConfig)
     strategies = {k: v for k, v in study.build().items() if isinstance(v, Darts)}

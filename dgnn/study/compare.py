@@ -109,14 +109,14 @@ def compare(cfg: CompareConfig | None, out: str | Path, *, resume: bool = False,
         if not stored.is_file():
             raise ConfigError(f"resume {out}: no config.yaml there (not a dgnn compare folder)")
         cfg = load_compare_config(stored)
-    else:
-        claim_folder(out, overwrite, OWNED, storage is None)
     if workers < 1:
         raise ConfigError(f"workers: expected >= 1, found {workers}")
+    url, name = resolve(storage, out), study or f"compare-{cfg.name}"
+    if not resume:
+        claim_folder(out, overwrite, OWNED, url, name)
     jobs = plan_runs(cfg)
     units = [Unit(unit_key(d.label, name, lam, seed), {"dataset": d.label, "model": name, "lambda": lam, "seed": seed})
              for d, name, lam, seed in jobs]
-    url, name = resolve(storage, out), study or f"compare-{cfg.name}"
     queue = WorkQueue.open(url, name, "compare", cfg.model_dump(mode="json"), units, overwrite=overwrite and not resume,
                            heartbeat=heartbeat)
     atomic_write(stored, config_to_yaml(cfg))

@@ -2,12 +2,13 @@
 exports written atomically (a kill mid-write leaves the previous file, never half of one)."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
 
 from ..errors import ConfigError
-from .storage import DEFAULT_FILE
+from .storage import DEFAULT_FILE, redact
 
 
 def atomic_write(path: Path, text: str) -> None:
@@ -20,21 +21,35 @@ def atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def claim_folder(out: Path, overwrite: bool, owned: tuple[str, ...], embedded: bool) -> None:
-    """Make `out` the command's folder. A folder holding this command's embedded storage is continued (the engine
-    checks the config); any other non-empty folder is refused unless overwrite, which removes only `owned` names
-    (and the embedded storage)."""
+MARKER = ".dgnn-study.json"  # which study's files a folder holds: {"storage": url, "study": name}
+
+
+def claim_folder(out: Path, overwrite: bool, owned: tuple[str, ...], url: str, study: str) -> None:
+    """Make `out` the folder of study `study` in storage `url`. A folder that already holds that study's files (its
+    marker, or the embedded storage) is continued, by this process or by workers elsewhere sharing the folder (the
+    engine checks the config); any other non-empty folder is refused unless overwrite, which removes only `owned`
+    names, the marker and the embedded storage."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"out {out}: exists and is not a directory")
+    mine = {"storage": redact(url), "study": study}
     if out.exists() and any(out.iterdir()):
         if overwrite:
-            for name in (*owned, DEFAULT_FILE):
+            for name in (*owned, DEFAULT_FILE, MARKER):
                 p = out / name
                 if p.is_dir():
                     shutil.rmtree(p)
                 else:
                     p.unlink(missing_ok=True)
-        elif not (embedded and (out / DEFAULT_FILE).exists()):
-            raise ConfigError(f"out {out}: folder is not empty and holds no dgnn study; pass overwrite=True to replace "
-                              "its contents, or choose another folder")
+        elif _marker(out) != mine and not (out / DEFAULT_FILE).exists():
+            raise ConfigError(f"out {out}: folder is not empty and holds no files of study {study!r}; pass "
+                              "overwrite=True to replace its contents, or choose another folder")
     out.mkdir(parents=True, exist_ok=True)
+    if _marker(out) != mine:
+        atomic_write(out / MARKER, json.dumps(mine))
+
+
+def _marker(out: Path) -> dict | None:
+    try:
+        return json.loads((out / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None

@@ -21,13 +21,14 @@ def run_units(out: Path, kind: str, config: dict, units: list[Unit], job: Job, *
               name: str = "") -> tuple[WorkQueue, int]:
     """Claim `out`, open (or continue) the study and run its units: (the queue, which holds every finished unit's
     row; the number of units run by this call)."""
-    claim_folder(out, overwrite, (*owned, UNITS), storage is None)
-    queue = WorkQueue.open(resolve(storage, out), study or name or kind, kind, config, units, extendable=extendable,
-                           overwrite=overwrite, heartbeat=heartbeat)
+    url, study = resolve(storage, out), study or name or kind
+    claim_folder(out, overwrite, (*owned, UNITS), url, study)
+    queue = WorkQueue.open(url, study, kind, config, units, extendable=extendable, overwrite=overwrite,
+                           heartbeat=heartbeat)
     finished = len(queue.rows())
     if progress and finished:
         print(f"resuming: {finished} of {len(units)} units already finished in {queue.url}", flush=True)
-    return queue, run_workers(queue, job, workers, should_stop, progress, desc=study or name or kind)
+    return queue, run_workers(queue, job, workers, should_stop, progress, desc=study)
 
 
 def unit_file(out: Path, key: str) -> Path:

@@ -102,10 +102,10 @@ def _open(url: str, heartbeat: Heartbeat) -> BaseStorage:
         raise ConfigError(f"storage {url}: {exc}; install the database driver (pip install \"dgnn[postgres]\")") from None
     except Exception as exc:  # sqlalchemy's OperationalError and friends: a server that does not answer
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"storage {_redact(url)}: cannot open ({first})") from None
+        raise ConfigError(f"storage {redact(url)}: cannot open ({first})") from None
 
 
-def _redact(url: str) -> str:
+def redact(url: str) -> str:
     """The URL without its password, for messages."""
     if "@" not in url or "://" not in url:
         return url

@@ -293,9 +293,9 @@ def sweep(base: Config, grid: dict[str, list] | None = None, out: str | Path | N
     out = Path(out) if out is not None else default_run_dir(base).with_name(default_run_dir(base).name + "-sweep")
     if workers < 1:
         raise ConfigError(f"workers: expected >= 1, found {workers}")
-    if not resume:
-        claim_folder(out, overwrite, OWNED, storage is None)
     url, name = resolve(storage, out), study or f"sweep-{base.name}"
+    if not resume:
+        claim_folder(out, overwrite, OWNED, url, name)
     stored = {"base": base.model_dump(mode="json"), "grid": grid}
     queue = WorkQueue.open(url, name, "sweep", stored, units(batches), overwrite=overwrite and not resume,
                            heartbeat=heartbeat)
