@@ -104,11 +104,13 @@ class CudaGraphLoop:
         if self.stream is None:
             self.stream = torch.cuda.Stream(device=y.device)
         static_y = y.clone()  # (B, S) the graph's input, outside its pool
-        self.stream.wait_stream(torch.cuda.current_stream(y.device))
-        with torch.cuda.stream(self.stream):
+        current = torch.cuda.current_stream(y.device)
+        self.stream.wait_stream(current)
+        with torch.cuda.stream(self.stream):  # warm up where the capture runs: cuBLAS handles are per stream
             result = self.eager(static_y, a, b)
-        torch.cuda.current_stream(y.device).wait_stream(self.stream)
-        saved = self.noise.state() if self.noise is not None else None
+        current.wait_stream(self.stream)
+        result.record_stream(current)  # made on the capture stream, used on the current one
+        static_y.record_stream(self.stream)
         graph = torch.cuda.CUDAGraph()
         if self.noise is not None:
             graph.register_generator_state(self.noise.generator)
@@ -117,8 +119,8 @@ class CudaGraphLoop:
                 static_out = self.eager(static_y, a, b)
         except RuntimeError as exc:  # an op that cannot be captured: integrate eagerly from now on
             self.failure = f"{type(exc).__name__}: {exc}".splitlines()[0]
-            if saved is not None:
-                self.noise.set_state(saved)  # capture draws nothing; keep the stream where the eager loop left it
+            if self.noise is not None:
+                self.noise.renew()  # a capture draws nothing: the stream goes on where the eager loop left it
             warnings.warn(f"CUDA graph capture failed, integrating eagerly: {self.failure}", RuntimeWarning,
                           stacklevel=3)
             return result
