@@ -69,7 +69,7 @@ class CudaGraphLoop:
         self.field, self.method, self.dt = field, method, dt
         self.diffusion, self.noise, self.project = diffusion, noise, project
         self.graphs: dict[tuple[int, float], tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
-        self.pool = None  # one memory pool shared by the graphs: they never run at the same time
+        self.pool = None  # one pool for all graphs: a replay's output is cloned at once, so scratch may overlap it
         self.stream = None
         self.captures = self.replays = 0
         self.failure: str | None = None
