@@ -3,6 +3,8 @@ neurolib's Kuramoto (if it installs) or a numba reimplementation of its element-
 machine's own float32 matmul rate, all measured in the same run.
 
     python benchmarks/throughput.py [--threads 1] [--quick] [--out benchmarks/results]
+    python benchmarks/throughput.py --device cuda [--out DIR]          # the GPU suite (benchmarks/gpu_suite.py)
+    python benchmarks/throughput.py --device cpu --gpu-suite --small   # a dry run of the GPU suite on the CPU
 
 Every dgnn number is the real simulation path (Simulation.advance: model, coupling backend, solver, phase
 wrapping), phases not recorded. Prints a markdown table and writes it (and JSON) under --out.
@@ -26,30 +28,47 @@ DT = 0.01
 SECONDS = 1.5  # measuring time per case after warm-up
 
 
-def _timed(step, n_osc, steps_per_call, seconds=SECONDS):
-    step()  # warm-up
+def timed(step, n_osc, steps_per_call, seconds=SECONDS, warmup=0.0, sync=lambda: None):
+    """Rate of n_osc * steps_per_call per call of step(); warm-up: one call, or calls for `warmup` seconds.
+    sync() waits for queued device work, so the clock reads finished work."""
+    t0 = time.perf_counter()
+    step()
+    while time.perf_counter() - t0 < warmup:
+        step()
+    sync()
     calls, t0 = 0, time.perf_counter()
     while True:
         step()
         calls += 1
         el = time.perf_counter() - t0
         if el >= seconds:
+            sync()
+            el = time.perf_counter() - t0
             return n_osc * steps_per_call * calls / el
 
 
-def dgnn_rate(topology, n, b, dtype, method="rk4", noise=0.0, seconds=SECONDS):
+def rate_config(topology, n, b, dtype, method="rk4", noise=0.0, cuda_graph=True):
+    """The benchmark's run: 20 steps per record from N B = 1e6 on, else 50; phases not recorded."""
     steps = 20 if n * b >= 1e6 else 50
-    cfg = config_from_dict({
+    return config_from_dict({
         "replicas": b, "dtype": dtype, "neurons": {"count": n}, "topology": topology, "noise": {"neurons": noise},
-        "solver": {"method": method, "dt": DT, "duration": DT * steps * 10**6}, "record": {"every": DT * steps, "phases": False},
+        "solver": {"method": method, "dt": DT, "duration": DT * steps * 10**6, "cuda_graph": cuda_graph},
+        "record": {"every": DT * steps, "phases": False},
     })
+
+
+def dgnn_rate(topology, n, b, dtype, method="rk4", noise=0.0, seconds=SECONDS, device="cpu", cuda_graph=True,
+              warmup=0.0):
+    cfg = rate_config(topology, n, b, dtype, method, noise, cuda_graph)
     t0 = time.perf_counter()
-    sim = Simulation(cfg, device="cpu")
+    sim = Simulation(cfg, device=device)
     build = time.perf_counter() - t0
-    return _timed(sim.advance, n * b, steps, seconds), build, sim.field.neuron_coupling.name, sim
+    sync = torch.cuda.synchronize if sim.device.type == "cuda" else (lambda: None)
+    rate = timed(sim.advance, n * b, cfg.steps_per_record, seconds, warmup, sync)
+    return rate, build, sim.field.neuron_coupling.name, sim
 
 
-def _dense_k(sim):
+def dense_k(sim):
     """The dgnn run's coupling matrix K (N, N), so references integrate the very same model."""
     g = sim.field.graph
     k = np.zeros((g.n, g.n))
@@ -67,7 +86,7 @@ def solve_ivp_rate(k, omega, seconds=SECONDS):
 
     th0 = np.random.default_rng(0).uniform(-np.pi, np.pi, omega.size)
     span = 20 * DT
-    return _timed(lambda: solve_ivp(rhs, (0, span), th0, max_step=DT, method="RK45"), omega.size, 20, seconds)
+    return timed(lambda: solve_ivp(rhs, (0, span), th0, max_step=DT, method="RK45"), omega.size, 20, seconds)
 
 
 def numpy_rk4_rate(k, omega, seconds=SECONDS):
@@ -87,7 +106,7 @@ def numpy_rk4_rate(k, omega, seconds=SECONDS):
             k4 = f(th + DT * k3)
             th = th + DT / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
 
-    return _timed(run, omega.size, 20, seconds)
+    return timed(run, omega.size, 20, seconds)
 
 
 def neurolib_rate(k, omega, seconds=SECONDS):
@@ -101,7 +120,7 @@ def neurolib_rate(k, omega, seconds=SECONDS):
     model.params["duration"] = 20 * DT
     model.params["dt"] = DT
     model.params["sigma_ou"] = 0.0
-    return _timed(model.run, n, 20, seconds), "neurolib KuramotoModel"
+    return timed(model.run, n, 20, seconds), "neurolib KuramotoModel"
 
 
 def numba_euler_rate(k, omega, seconds=SECONDS):
@@ -124,7 +143,7 @@ def numba_euler_rate(k, omega, seconds=SECONDS):
         return th
 
     th = np.random.default_rng(0).uniform(0, 2 * np.pi, omega.size)
-    return _timed(lambda: euler(th, omega, k, DT, 5), omega.size, 5, seconds)
+    return timed(lambda: euler(th, omega, k, DT, 5), omega.size, 5, seconds)
 
 
 def matmul_rate(rows, n, dtype=torch.float32, seconds=1.0):
@@ -143,9 +162,18 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="the target cases only")
     ap.add_argument("--out", default="benchmarks/results")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                    help="cpu: the CPU benchmark; cuda: the GPU suite (ceilings, CUDA graphs, large cases, learning)")
+    ap.add_argument("--gpu-suite", action="store_true", help="run the GPU suite on --device (implied by cuda)")
+    ap.add_argument("--small", action="store_true",
+                    help="GPU suite at 1/100 of the sizes and short timings: a dry run, its numbers mean nothing")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
+    if args.device == "cuda" or args.gpu_suite:
+        from gpu_suite import run_suite  # benchmarks/gpu_suite.py, beside this file
+
+        return run_suite(args)
     rows, results = [], {"threads": args.threads, "torch": torch.__version__, "machine": platform.processor() or platform.machine()}
 
     def add(label, rate, ref=None, note=""):
@@ -158,7 +186,7 @@ def main(argv=None):
 
     # --- N = 1000, B = 1, float32 dense: dgnn against the references, same K and frequencies
     rate, _, _, sim = dgnn_rate(dense(1000), 1000, 1, "float32")
-    k, omega = _dense_k(sim), sim.field.omega[0].double().numpy()
+    k, omega = dense_k(sim), sim.field.omega[0].double().numpy()
     ivp = solve_ivp_rate(k, omega)
     rk4np = numpy_rk4_rate(k, omega)
     nl, nl_label = neurolib_rate(k, omega)

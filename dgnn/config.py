@@ -286,6 +286,7 @@ class Solver(_Model):
     rtol: float = Field(1e-6, gt=0.0)
     atol: float = Field(1e-8, gt=0.0)
     backend: Literal["auto", "native", "torchdiffeq"] = "auto"
+    cuda_graph: bool = True  # on CUDA, replay each record interval as a captured graph where exact (dgnn.solvers.graphs)
 
 
 class Record(_Model):

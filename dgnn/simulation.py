@@ -15,7 +15,7 @@ from .config import Config, config_from_yaml_text, config_to_yaml
 from .errors import ConfigError, SimulationFailed
 from .model import build_field
 from .sampling import sample_phases
-from .solvers import GaussianIncrements, solve
+from .solvers import CudaGraphLoop, GaussianIncrements, graph_reason, solve
 from .traces import Series, TraceWriter
 from .trig import DomainMeans
 from .version import __version__
@@ -82,6 +82,8 @@ class Simulation:
             module_of_domain[self.field.neuron_domain] = modules
             modules = module_of_domain[dom]
         self.modules = DomainMeans(modules, int(modules.max()) + 1, self.device, self.dtype) if modules is not None else None
+        self.graphs: CudaGraphLoop | None = None  # built at the first advance() unless graph_reason says why not
+        self.graph_reason: str | None = None
 
     # ------------------------------------------------------------------------------------------------ stepping
     @property
@@ -101,15 +103,19 @@ class Simulation:
         schedule = getattr(self.field, "schedule", None)
         cuts = schedule.breaks(t0, t1) if schedule is not None else [t0, t1]
         y = self.y
+        graphs = self._graph_loop()
         for a, b in zip(cuts, cuts[1:]):  # one piece per behavioural state
             if schedule is not None:
                 schedule.pinned = 0.5 * (a + b)
             try:
-                y = solve(
-                    self.field, y, [a, b], method=s.method, dt=s.dt, rtol=s.rtol, atol=s.atol,
-                    diffusion=self.field.sigma if self.noisy else None, noise=self.noise if self.noisy else None,
-                    backend=s.backend, project=getattr(self.field, "project", None),
-                )[-1]
+                if graphs is not None:  # the same steps, replayed as a CUDA graph (bit-equal to the loop below)
+                    y = graphs(y, a, b)
+                else:
+                    y = solve(
+                        self.field, y, [a, b], method=s.method, dt=s.dt, rtol=s.rtol, atol=s.atol,
+                        diffusion=self.field.sigma if self.noisy else None, noise=self.noise if self.noisy else None,
+                        backend=s.backend, project=getattr(self.field, "project", None),
+                    )[-1]
             finally:
                 if schedule is not None:
                     schedule.pinned = None
@@ -123,6 +129,17 @@ class Simulation:
             if self.controller.due(self.record):
                 self.y, events = self.controller.apply(self.t, self.y.clone(), self.controller.propose(self.t))
                 self.events.append(events)
+
+    def _graph_loop(self) -> CudaGraphLoop | None:
+        """The CUDA-graph stepper of this run, decided at the first record; None where graph_reason says why not."""
+        if self.graphs is None and self.graph_reason is None:
+            noise = self.noise if self.noisy else None
+            self.graph_reason = graph_reason(self.cfg, self.device, noise)
+            if self.graph_reason is None:
+                s = self.cfg.solver
+                self.graphs = CudaGraphLoop(self.field, s.method, s.dt, self.field.sigma if self.noisy else None,
+                                            noise, getattr(self.field, "project", None))
+        return self.graphs
 
     def take_events(self) -> np.ndarray | None:
         """Structural events since the last call (None without structure)."""

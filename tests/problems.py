@@ -1,11 +1,21 @@
-"""Cases with closed forms, shared by the tests (as torchdiffeq's tests/problems.py)."""
+"""Cases with closed forms, shared by the tests (as torchdiffeq's tests/problems.py), and the helpers that run them
+on a device given as a parameter: the same bodies run on the CPU everywhere and on CUDA where there is one."""
 from __future__ import annotations
 
 import math
 
 import numpy as np
+import pytest
+import torch
 
+import dgnn
 from dgnn.config import config_from_dict
+from dgnn.simulation import Simulation
+
+# CUDA cases carry the `cuda` marker and are skipped, with the reason, where torch sees no CUDA device
+CUDA_ONLY = [pytest.mark.cuda,
+             pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: torch.cuda.is_available() is False")]
+DEVICES = [pytest.param("cpu", id="cpu"), pytest.param("cuda", id="cuda", marks=CUDA_ONLY)]
 
 
 def adler_drifting(d: float, k: float, phi0: float, t: np.ndarray) -> np.ndarray:
@@ -90,3 +100,32 @@ def nm_pair_config(w_fast, w_slow, k_sf, k_fs, n, m, th_fast=0.0, th_slow=0.0, *
     for key, value in extra.items():
         data.setdefault(key, {}).update(value) if isinstance(value, dict) else data.__setitem__(key, value)
     return config_from_dict(data)
+
+
+def records(sim: Simulation, n: int | None = None) -> np.ndarray:
+    """Advance through every record; (T, B, N + G) unwrapped phases after each."""
+    out = []
+    for _ in range(n if n is not None else sim.cfg.n_records):
+        sim.advance()
+        out.append(sim.unwrapped().cpu().numpy())
+    return np.stack(out)
+
+
+def kuramoto_r(n: int, k: float, gamma: float = 0.5, init: str = "constant", duration: float = 200.0,
+               device: str | None = None) -> np.ndarray:
+    """r(t) at every record of N Kuramoto oscillators with quantile-sampled Lorentzian frequencies (mean field)."""
+    cfg = config_from_dict({
+        "neurons": {"count": n, "frequency": {"distribution": "lorentzian", "center": 0.0, "width": gamma, "sampling": "quantile"},
+                    "initial_phase": {"distribution": init}},
+        "coupling": {"strength": k}, "solver": {"dt": 0.05, "duration": duration}, "record": {"every": 1.0},
+    })
+    ph = records(Simulation(cfg, device=device))[:, 0]  # (T, N)
+    return np.abs(np.exp(1j * ph).mean(axis=1))
+
+
+def whole_and_resumed(cfg, tmp_path, stop_after: int, device: str | None = None):
+    """Traces of an uninterrupted run and of the same run stopped after `stop_after` records and resumed."""
+    whole = dgnn.read_trace(dgnn.run(cfg, tmp_path / "w", progress=False, device=device).path)
+    calls = iter(range(1000))
+    dgnn.run(cfg, tmp_path / "p", progress=False, should_stop=lambda: next(calls) >= stop_after, device=device)
+    return whole, dgnn.read_trace(dgnn.resume(tmp_path / "p", progress=False, device=device).path)

@@ -6,34 +6,16 @@ import pytest
 
 from dgnn.config import config_from_dict
 from dgnn.simulation import Simulation
-from problems import kuramoto_lorentzian_r, two_oscillator_config, two_oscillators
+from problems import DEVICES, kuramoto_lorentzian_r, kuramoto_r, records, two_oscillator_config, two_oscillators
 
 
-def _records(sim: Simulation, n: int | None = None) -> np.ndarray:
-    """Advance through every record; (T, B, N + G) unwrapped phases after each."""
-    out = []
-    for _ in range(n if n is not None else sim.cfg.n_records):
-        sim.advance()
-        out.append(sim.unwrapped().cpu().numpy())
-    return np.stack(out)
-
-
-def _kuramoto(n, k, gamma=0.5, init="constant", duration=200.0):
-    cfg = config_from_dict({
-        "neurons": {"count": n, "frequency": {"distribution": "lorentzian", "center": 0.0, "width": gamma, "sampling": "quantile"},
-                    "initial_phase": {"distribution": init}},
-        "coupling": {"strength": k}, "solver": {"dt": 0.05, "duration": duration}, "record": {"every": 1.0},
-    })
-    ph = _records(Simulation(cfg))[:, 0]  # (T, N)
-    return np.abs(np.exp(1j * ph).mean(axis=1))  # r(t)
-
-
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("k", [1.5, 2.0, 4.0])
-def test_kuramoto_order_parameter_above_critical_coupling(k):
+def test_kuramoto_order_parameter_above_critical_coupling(k, device):
     # quantile (inverse-CDF) frequencies: the finite-N stationary r is the theory's up to O(1/N) quadrature error;
     # r fluctuates by ~0.005 at N = 4000, averaged over 100 records of the second half
     n = 4000
-    r = _kuramoto(n, k)
+    r = kuramoto_r(n, k, device=device)
     assert abs(r[100:].mean() - kuramoto_lorentzian_r(k, 0.5)) < 1e-3
 
 
@@ -41,7 +23,7 @@ def test_kuramoto_order_parameter_above_critical_coupling(k):
 def test_kuramoto_incoherent_below_critical_coupling(k):
     # below k_c = 2 gamma the infinite-N state is r = 0; finite N leaves r ~ sqrt(pi / 4N) ~ 0.9 / sqrt(N)
     n = 4000
-    r = _kuramoto(n, k, init="uniform")
+    r = kuramoto_r(n, k, init="uniform")
     assert r[100:].mean() < 3.0 / math.sqrt(n)
 
 
@@ -49,7 +31,7 @@ def test_kuramoto_incoherent_below_critical_coupling(k):
 def test_hkb_antiphase_stable_iff_b_over_a_above_quarter(b, stable_antiphase):
     # phi' = -k (a sin phi + 2 b sin 2 phi): linear rate at pi is k (a - 4b); start 0.2 rad off anti-phase
     cfg = two_oscillator_config(0.0, 0.0, 1.0, 0.0, math.pi - 0.2, b=b, duration=200.0, dt=0.05, every=5.0)
-    ph = _records(Simulation(cfg))[-1, 0]
+    ph = records(Simulation(cfg))[-1, 0]
     phi = math.remainder(ph[0] - ph[1], 2 * math.pi)
     target = math.pi if stable_antiphase else 0.0
     # |rate| >= 0.12: the 0.2 rad offset decays by e^{-0.12 * 200} well below 1e-6
@@ -59,7 +41,7 @@ def test_hkb_antiphase_stable_iff_b_over_a_above_quarter(b, stable_antiphase):
 @pytest.mark.parametrize("d, k", [(0.3, 1.0), (0.6, 1.0), (0.99, 1.0), (1.0, 2.5)])
 def test_two_oscillators_lock_at_asin_d_over_k(d, k):
     cfg = two_oscillator_config(d / 2, -d / 2, k, 0.0, 0.0, duration=200.0, dt=0.05, every=10.0)
-    ph = _records(Simulation(cfg))[:, 0]
+    ph = records(Simulation(cfg))[:, 0]
     phi = ph[:, 0] - ph[:, 1]
     # the locked state is a fixed point of the rk4 map too, so it is reached to rounding; |d| = 0.99k relaxes slowest
     # at rate sqrt(k^2 - d^2) = 0.14, leaving e^{-0.14 * 200} ~ 1e-12
@@ -71,7 +53,7 @@ def test_two_oscillators_lock_at_asin_d_over_k(d, k):
 def test_two_oscillators_beat_at_sqrt_d2_minus_k2(d, k):
     w = math.sqrt(d * d - k * k)
     cfg = two_oscillator_config(d / 2 + 0.3, -d / 2 + 0.3, k, 0.4, -0.1, duration=120.0, dt=0.01, every=0.5)
-    ph = _records(Simulation(cfg))[:, 0]
+    ph = records(Simulation(cfg))[:, 0]
     t = np.arange(1, ph.shape[0] + 1) * 0.5
     th1, th2 = two_oscillators(d / 2 + 0.3, -d / 2 + 0.3, k, 0.4, -0.1, t)
     # rk4 at dt = 0.01: global error ~ C dt^4 T; 1e-6 rad leaves a margin of ~100x
@@ -89,7 +71,7 @@ def test_two_oscillators_beat_at_sqrt_d2_minus_k2(d, k):
 @pytest.mark.parametrize("d_over_k, locks", [(0.95, True), (1.05, False)])
 def test_locking_boundary_is_d_equals_k(d_over_k, locks):
     cfg = two_oscillator_config(d_over_k / 2, -d_over_k / 2, 1.0, 0.0, 0.0, duration=300.0, dt=0.05, every=1.0)
-    ph = _records(Simulation(cfg))[:, 0]
+    ph = records(Simulation(cfg))[:, 0]
     drift = abs((ph[-1, 0] - ph[-1, 1]) - (ph[150, 0] - ph[150, 1]))
     # locked: phi settles; drifting: one slip takes 2 pi / sqrt(d^2 - k^2) = 20 time units at d = 1.05k
     assert (drift < 1e-6) if locks else (drift > 2 * math.pi)
@@ -105,7 +87,7 @@ def test_free_phase_diffusion_variance_is_sigma2_t(method, dtype):
         "coupling": {"strength": 0.0}, "noise": {"neurons": sigma},
         "solver": {"method": method, "dt": 0.01, "duration": 10.0}, "record": {"every": 2.5},
     })
-    ph = _records(Simulation(cfg))  # (4, B, N)
+    ph = records(Simulation(cfg))  # (4, B, N)
     t = np.array([2.5, 5.0, 7.5, 10.0])
     dev = ph - 0.7 * t[:, None, None]
     m = b * n
@@ -125,7 +107,7 @@ def test_noise_scaling_does_not_depend_on_dt():
             "coupling": {"strength": 0.0}, "noise": {"neurons": 0.5},
             "solver": {"method": "euler_maruyama", "dt": dt, "duration": 4.0}, "record": {"every": 4.0},
         })
-        out.append(_records(Simulation(cfg))[-1].var())
+        out.append(records(Simulation(cfg))[-1].var())
     m = 4000
     for v in out:
         assert abs(v - 1.0) < 5 * math.sqrt(2 / (m - 1))

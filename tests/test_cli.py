@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from dgnn.cli import main
+from problems import DEVICES
 
 SMALL = """name: cli
 replicas: 2
@@ -86,10 +87,19 @@ def test_failed_run_exits_1_and_keeps_trace(tmp_path, cfg):
         assert h5.attrs["status"] == "failed"
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_signal_interrupts_then_resume_completes_identically(tmp_path, cfg, sig):
+def test_signal_interrupts_then_resume_completes_identically(tmp_path, cfg, sig, device):
     out = tmp_path / "o"
-    args = ["--set", "neurons.count=400", "--set", "solver.duration=200", "--set", "record.every=0.5"]
+    records = 400
+    args = ["--set", "neurons.count=400", "--set", "solver.duration=200", "--set", "record.every=0.5", "--device", device]
+    if device == "cuda":
+        # glial domain means add with atomics on CUDA (index_add_), in no fixed order unless torch's deterministic
+        # algorithms are on, which the CLI does not switch on: the bit-equal comparison runs without glia there
+        # (tests/test_cuda.py resumes runs with glia in-process, deterministic algorithms on); 10x the records,
+        # since a GPU gets through 400 in well under the half second this test waits before signalling
+        records = 4000
+        args += ["--set", "glia.ratio=0", "--set", "solver.duration=2000"]
     proc = subprocess.Popen([sys.executable, "-m", "dgnn", "run", str(cfg), "--out", str(out), "--quiet", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
@@ -103,14 +113,15 @@ def test_signal_interrupts_then_resume_completes_identically(tmp_path, cfg, sig)
     with h5py.File(out / "trace.h5") as h5:
         assert h5.attrs["status"] == "interrupted"
         kept = h5["time"].shape[0]
-    assert 1 <= kept < 401
-    r = _dgnn("run", "--resume", out, "--quiet", "--no-plots")
+    assert 1 <= kept < records + 1
+    r = _dgnn("run", "--resume", out, "--quiet", "--no-plots", "--device", device)
     assert r.returncode == 0, r.stderr
     assert main(["run", str(cfg), "--out", str(tmp_path / "whole"), "--quiet", "--no-plots", *args]) == 0
     with h5py.File(out / "trace.h5") as a, h5py.File(tmp_path / "whole" / "trace.h5") as b:
         assert a.attrs["status"] == "complete"
         assert np.array_equal(a["neurons/phase"][:], b["neurons/phase"][:])
-        assert np.array_equal(a["glia/phase"][:], b["glia/phase"][:])
+        if device == "cpu":
+            assert np.array_equal(a["glia/phase"][:], b["glia/phase"][:])
 
 
 def test_progress_bar_and_quiet(tmp_path, cfg):

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import dgnn
-from problems import config_with
+from problems import config_with, whole_and_resumed
 from dgnn.simulation import Simulation
 from dgnn.structure import Proposal
 from dgnn.traces import read_trace
@@ -121,14 +121,6 @@ def test_spare_capacity_behaves_like_exact_size(tmp_path):
     assert np.abs(b.neuron_phase - c.neuron_phase).max() < 1e-10  # batched matmul vs shared dense backend
     assert np.abs(a.metrics["order_parameter"] - c.metrics["order_parameter"]).max() < 1e-10
     assert (a.neuron_phase[:, :, 16:] == 0).all()  # spare slots stay frozen
-
-
-def whole_and_resumed(cfg, tmp_path, stop_after: int):
-    """Traces of an uninterrupted run and of the same run stopped after `stop_after` records and resumed."""
-    whole = read_trace(dgnn.run(cfg, tmp_path / "w", progress=False).path)
-    calls = iter(range(1000))
-    dgnn.run(cfg, tmp_path / "p", progress=False, should_stop=lambda: next(calls) >= stop_after)
-    return whole, read_trace(dgnn.resume(tmp_path / "p", progress=False).path)
 
 
 @pytest.mark.parametrize("noise", [0.0, 0.1])

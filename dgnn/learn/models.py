@@ -118,7 +118,7 @@ class OscillatorLayer(nn.Module):
         """(H,) sum over sources of |m| x (a + 4|b|): bounds the unit's relaxation rate."""
         if self.phase_param:
             n_src = self.lag.shape[1] + 1 + (self.rec_lag.shape[1] if self.rec_lag is not None else 0)
-            s = torch.full((self.lag.shape[0],), self.fixed * n_src, dtype=self.lag.dtype)
+            s = torch.full((self.lag.shape[0],), self.fixed * n_src, dtype=self.lag.dtype, device=self.lag.device)
         else:
             s = self.mag.abs().sum(1) + self.bias_mag.abs()
             if self.rec_mag is not None:
@@ -216,7 +216,7 @@ class OscillatorNet(nn.Module):
         x_phase = cfg.input_scale * torch.tanh(x) if not self.drive else x
         field = self._field(x_phase)
         n_state = self.offsets[-1] + (self.n_in if self.drive else 0)
-        y0 = torch.zeros(x.shape[0], n_state, dtype=x.dtype)
+        y0 = torch.zeros(x.shape[0], n_state, dtype=x.dtype, device=x.device)
         steps = max(1, round(cfg.settle_time / dt))
         times = torch.linspace(0.0, cfg.settle_time, steps + 1) if trajectory else [0.0, cfg.settle_time]
         if cfg.adjoint:

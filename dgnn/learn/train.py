@@ -33,11 +33,12 @@ def _energy(model, x, acts, kind: str) -> torch.Tensor:
 
 
 def train(model: nn.Module, data: Dataset, cfg: TrainConfig, lam: float = 0.0, energy: str = "activation",
-          seed: int = 0, progress: bool = False, dtype=torch.float32) -> TrainResult:
-    """Minimise CE + lam x E by minibatches (shuffled by a seeded generator); keep the best validation epoch."""
-    gen = torch.Generator().manual_seed(int(seed) + 7919)
-    x, y = torch.as_tensor(data.x_train, dtype=dtype), torch.as_tensor(data.y_train)
-    xv, yv = torch.as_tensor(data.x_val, dtype=dtype), torch.as_tensor(data.y_val)
+          seed: int = 0, progress: bool = False, dtype=torch.float32, device=None) -> TrainResult:
+    """Minimise CE + lam x E by minibatches (shuffled by a seeded generator); keep the best validation epoch.
+    device: where the data go (default the CPU); the model must already be there."""
+    gen = torch.Generator().manual_seed(int(seed) + 7919)  # on the CPU on every device: the same minibatches
+    x, y = torch.as_tensor(data.x_train, dtype=dtype, device=device), torch.as_tensor(data.y_train, device=device)
+    xv, yv = torch.as_tensor(data.x_val, dtype=dtype, device=device), torch.as_tensor(data.y_val, device=device)
     if cfg.optimizer == "adam":
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     else:
@@ -52,7 +53,7 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, lam: float = 0.0, e
         order = torch.randperm(len(y), generator=gen)
         tot_loss = tot_e = 0.0
         for i in range(0, len(y), cfg.batch_size):
-            idx = order[i:i + cfg.batch_size]
+            idx = order[i:i + cfg.batch_size].to(x.device)
             logits, acts = model(x[idx])
             e = _energy(model, x[idx], acts, energy)
             loss = nn.functional.cross_entropy(logits, y[idx]) + lam * e

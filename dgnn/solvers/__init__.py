@@ -76,14 +76,16 @@ def solve(
     use_native = method in SOLVERS and backend != "torchdiffeq"
     if not use_native:
         opts = {"step_size": dt} if method in _FIXED_TORCHDIFFEQ else None
+
+        def stamps(ts):  # output times on y0's device, where torchdiffeq would otherwise copy them (with a warning)
+            return torch.tensor(ts, dtype=torch.float64, device=y0.device)
+
         if project is None:
-            return torchdiffeq.odeint(
-                field, y0, torch.tensor(times, dtype=torch.float64), method=method, rtol=rtol, atol=atol, options=opts
-            )
+            return torchdiffeq.odeint(field, y0, stamps(times), method=method, rtol=rtol, atol=atol, options=opts)
         out, y = [y0], y0
         for a, b in zip(times, times[1:]):
-            y = project(torchdiffeq.odeint(field, y, torch.tensor([a, b], dtype=torch.float64), method=method,
-                                           rtol=rtol, atol=atol, options=opts)[-1])
+            y = project(torchdiffeq.odeint(field, y, stamps([a, b]), method=method, rtol=rtol, atol=atol,
+                                           options=opts)[-1])
             out.append(y)
         return torch.stack(out)
     stepper = SOLVERS[method]()
@@ -102,7 +104,9 @@ def solve(
     return torch.stack(out)
 
 
+from .graphs import CudaGraphLoop, graph_reason  # noqa: E402  (uses SOLVERS and solve above)
+
 __all__ = [
     "SOLVERS", "TORCHDIFFEQ_METHODS", "available_methods", "check_method", "solve", "is_fixed_step",
-    "GaussianIncrements", "BrownianPath", "Method",
+    "GaussianIncrements", "BrownianPath", "Method", "CudaGraphLoop", "graph_reason",
 ]

@@ -27,6 +27,13 @@ class GaussianIncrements:
     def set_state(self, state: torch.Tensor) -> None:
         self.generator.set_state(state.cpu() if self.device.type == "cpu" else state)
 
+    def renew(self) -> None:
+        """Continue the same stream on a fresh generator (a failed CUDA-graph capture can leave the old one
+        registered in capture mode)."""
+        state = self.state()
+        self.generator = torch.Generator(device=self.device)
+        self.set_state(state)
+
 
 class BrownianPath:
     """A fixed Brownian path sampled on a fine grid: increments over [t, t + dt] are sums of the fine ones.
