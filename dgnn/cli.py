@@ -69,6 +69,18 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--quiet", "-q", action="store_true")
     _study_flags(c)
 
+    se = sub.add_parser("search", help="energy-first architecture search: (E min, I max) over glial-neural networks, "
+                                       "beside baselines")
+    se.add_argument("config", nargs="?", help="YAML search config (omit with --rerun)")
+    se.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE")
+    se.add_argument("--out", help="search folder (default outputs/<name>-<timestamp>-search)")
+    se.add_argument("--overwrite", action="store_true", help="start over: discard the studies of --out / --study")
+    se.add_argument("--trials", type=int, metavar="N", help="trials per strategy (overrides budget.trials)")
+    se.add_argument("--rerun", metavar="TRIAL_DIR", help="train one trial again from its stored record "
+                                                         "(a folder under OUT/trials) and print its E and I")
+    se.add_argument("--quiet", "-q", action="store_true")
+    _study_flags(se)
+
     st = sub.add_parser("study", help="the study engine's storages: list studies and their units")
     st_sub = st.add_subparsers(dest="study_command", parser_class=_Parser)
     ss = st_sub.add_parser("status", help="studies in a storage with counts of waiting / running / complete / failed units")
@@ -246,6 +258,46 @@ def _cmd_compare(args) -> int:
     return EXIT_OK
 
 
+def _cmd_search(args) -> int:
+    from .config import load_config
+    from .study.nas.config import SearchConfig
+    from .study.nas.run import rerun, search
+
+    if args.rerun:
+        from pathlib import Path
+
+        trial = Path(args.rerun)
+        row = rerun(trial.parent.parent, trial.name)
+        print(f"{trial.name}: E = {row['energy']!r} ({row['energy_measure']}), I = {row['information_bits']!r} bits, "
+              f"accuracy {row['accuracy']:.4f} (validation), {row['accuracy_test']:.4f} (test)")
+        return EXIT_OK
+    if not args.config:
+        raise ConfigError("dgnn search: give a config file (or --rerun TRIAL_DIR)")
+    if args.trials is not None and args.trials < 1:
+        raise ConfigError(f"trials: expected >= 1, found {args.trials}")
+    cfg = load_config(args.config, args.overrides, model=SearchConfig)
+    stop = _StopFlag()
+    stop.install()
+    res = search(cfg, args.out, storage=args.storage, study=args.study, workers=args.workers, trials=args.trials,
+                 overwrite=args.overwrite, progress=not args.quiet, should_stop=stop, heartbeat=_heartbeat(args))
+    if res.status == "interrupted":
+        print(f"dgnn: search interrupted after the current trial; continue with the same command", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if not args.quiet:
+        s = res.summary
+        print(f"search:  {res.out} ({s['n_trials']} trials of {s['strategy']}, {s['n_failed']} failed; "
+              f"objectives {s['objectives']}, E = {s['energy_measure']})")
+        print(f"front:   {res.out / 'pareto.csv'} ({len(s['pareto'])} nets), hypervolume {s['hypervolume']:.4g} "
+              f"(reference {s['reference_point'][0]:.3g}, {s['reference_point'][1]:g})")
+        for plane in s["planes"].values():
+            for name, p in plane["strategies"].items():
+                print(f"         {plane['energy']:<22s} {name:<14s} {p['trials']:4d} trials  hypervolume {p['hypervolume']:.4g}")
+        print(f"trials:  {res.out / 'trials.csv'}; summary {res.out / 'summary.json'}")
+        print(f"figures: {res.out / 'figures'}/ ({', '.join(s['figures'])})")
+        print(f"study:   {res.study} in {res.storage}")
+    return EXIT_OK
+
+
 def _cmd_study(args) -> int:
     from .study.status import status_table
 
@@ -340,7 +392,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command is None:
             _parser().print_help()
             return EXIT_USAGE
-        commands = {"run": _cmd_run, "sweep": _cmd_sweep, "compare": _cmd_compare, "study": _cmd_study,
+        commands = {"run": _cmd_run, "sweep": _cmd_sweep, "compare": _cmd_compare, "search": _cmd_search,
+                    "study": _cmd_study,
                     "validate": _cmd_validate, "analyze": _cmd_analyze, "info": _cmd_info}
         return commands[args.command](args)
     except ConfigError as exc:

@@ -49,7 +49,8 @@ class Interrupted(Exception):
 
 
 class Job(Protocol):
-    """What a command hands the engine; picklable, so that local worker processes can run it too."""
+    """What a command hands the engine; picklable, so that local worker processes can run it too. A job may also
+    define exhausted(queue) -> bool: no more units are started once it is true (a budget spent)."""
 
     def run(self, unit: Unit, should_stop: Callable[[], bool] | None) -> dict: ...  # the unit's JSON result row
 
@@ -106,7 +107,7 @@ class WorkQueue:
             study.set_user_attr(CONFIG, json.dumps(config, sort_keys=True))
         except optuna.exceptions.DuplicatedStudyError:
             study = optuna.load_study(study_name=name, storage=storage)
-            _check_same(study, name, kind, config, extendable)
+            check_same(study, name, kind, config, extendable)
         queue = cls.__new__(cls)
         queue.url, queue.name, queue.heartbeat, queue.storage, queue.study = url, name, heartbeat, storage, study
         queue.enqueue(units)
@@ -128,7 +129,8 @@ class WorkQueue:
         """Run waiting units until none is left and none runs elsewhere (those finish or go stale); returns the
         number run here."""
         ran = 0
-        while not (should_stop is not None and should_stop()):
+        exhausted = getattr(job, "exhausted", None)
+        while not (should_stop is not None and should_stop()) and not (exhausted is not None and exhausted(self)):
             with warnings.catch_warnings():  # Optuna marks heartbeats experimental; dgnn relies on them on purpose
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 fail_stale_trials(self.study)  # a dead worker's unit: failed and queued again (heartbeat)
@@ -224,7 +226,7 @@ def count_states(study) -> dict[str, int]:
     return out
 
 
-def _check_same(study, name: str, kind: str, config: dict, extendable: tuple) -> None:
+def check_same(study, name: str, kind: str, config: dict, extendable: tuple) -> None:
     stored_kind = study.user_attrs.get(KIND)
     if stored_kind != kind:
         raise ConfigError(f"study {name!r} is a {stored_kind or 'non-dgnn'} study, not a {kind}; choose another study "

@@ -70,14 +70,14 @@ def resolve(storage: str | Path | None, folder: Path | None) -> str:
     if storage is None:
         if folder is None:
             raise ConfigError("storage: give a storage URL or a run folder")
-        return f"journal:///{(Path(folder) / DEFAULT_FILE).resolve()}"
+        return f"journal://{(Path(folder) / DEFAULT_FILE).resolve()}"
     text = str(storage)
     if "://" in text:
         return text
     path = Path(text)
     if path.is_dir():
         path = path / DEFAULT_FILE
-    return f"journal:///{path.resolve()}"
+    return f"journal://{path.resolve()}"
 
 
 def open_storage(url: str, heartbeat: Heartbeat = Heartbeat()) -> BaseStorage:
@@ -90,8 +90,7 @@ def open_storage(url: str, heartbeat: Heartbeat = Heartbeat()) -> BaseStorage:
 
 def _open(url: str, heartbeat: Heartbeat) -> BaseStorage:
     if url.startswith("journal://"):
-        path = url[len("journal://"):]
-        path = path[1:] if path.startswith("//") else path
+        path = url[len("journal://"):]  # journal:///abs/path: the path keeps its leading slash
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         return HeartbeatJournalStorage(path, heartbeat)
     kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}

@@ -1,0 +1,72 @@
+"""A candidate's performance estimate: train it on the task's training split (early stopping on validation), then
+measure information I(Y; Y_hat) in bits and accuracy on the validation split (the objective) and the test split
+(reported beside it), and its energies in every measure it has (dgnn.energy)."""
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+from ...energy import EnergyTable, mac_joules
+from ...learn.config import ModelConfig, TrainConfig
+from ...learn.data import Dataset
+from ...learn.measures import confusion_matrix, mutual_information_bits
+from ...learn.models import build_model, parameter_count
+from ...learn.train import train
+from ..engine import UnitFailed
+
+
+@torch.no_grad()
+def split_measures(model: nn.Module, x: np.ndarray, y: np.ndarray, n_classes: int, dtype) -> dict:
+    """Accuracy and I(Y; Y_hat) in bits of one split."""
+    model.eval()
+    pred = model(torch.as_tensor(x, dtype=dtype))[0].argmax(1).numpy()
+    return {"accuracy": float((pred == y).mean()),
+            "information_bits": mutual_information_bits(confusion_matrix(y, pred, n_classes))}
+
+
+@torch.no_grad()
+def energies(model: nn.Module, x: np.ndarray, table: EnergyTable, dtype) -> dict:
+    """Every energy measure the model has, per inference: mac_joules always, metabolic for phase-based nets (mean
+    over the validation inputs)."""
+    out = {"joules_per_inference": mac_joules(model.macs(), parameter_count(model), table), "metabolic_energy": math.nan}
+    if hasattr(model, "metabolic_energy"):
+        out["metabolic_energy"] = float(model.metabolic_energy(torch.as_tensor(x, dtype=dtype)).mean())
+    return out
+
+
+COLUMN = {"metabolic": "metabolic_energy", "mac_joules": "joules_per_inference"}
+
+
+def measure(model: nn.Module, data: Dataset, energy: str, table: EnergyTable, dtype=None) -> dict:
+    """The trial row of a trained model: validation (objective) and test measures, energies, size."""
+    dtype = dtype if dtype is not None else next(model.parameters()).dtype
+    val = split_measures(model, data.x_val, data.y_val, data.n_classes, dtype)
+    test = split_measures(model, data.x_test, data.y_test, data.n_classes, dtype)
+    e = energies(model, data.x_val, table, dtype)
+    row = {"energy": e[COLUMN[energy]], "energy_measure": energy, "information_bits": val["information_bits"],
+           "accuracy": val["accuracy"], "information_bits_test": test["information_bits"],
+           "accuracy_test": test["accuracy"], **e, "parameters": parameter_count(model),
+           "macs": float(model.macs()["macs"])}
+    if not math.isfinite(row["energy"]):
+        raise UnitFailed(f"the candidate has no {energy} energy")
+    return row
+
+
+def train_candidate(candidate: dict, data: Dataset, seed: int, penalty: str, energy: str, table: EnergyTable,
+                    dtype) -> tuple[dict, dict]:
+    """Build, train and measure one candidate {model, train, lambda}: (row, training history)."""
+    mcfg = ModelConfig.model_validate(candidate["model"])
+    tcfg = TrainConfig.model_validate(candidate["train"])
+    t0 = time.perf_counter()
+    model = build_model(mcfg, data.n_features, data.n_classes, seed, dtype)
+    try:
+        res = train(model, data, tcfg, candidate["lambda"], penalty, seed, dtype=dtype)
+    except FloatingPointError as exc:
+        raise UnitFailed(str(exc)) from None
+    row = measure(res.model, data, energy, table, dtype)
+    row.update(epochs=res.epochs, seconds=time.perf_counter() - t0)
+    return row, res.history

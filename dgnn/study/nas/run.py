@@ -1,0 +1,291 @@
+"""`dgnn search`: the energy-first architecture search on the study engine's storage. The strategy's trials are
+trials of one Optuna study (its sampler proposes, workers train and measure, the storage records); each baseline
+runs as units of a sibling study in the same storage, under the same budget; running the command again continues
+every study, and workers on other machines join with the same storage and study name."""
+from __future__ import annotations
+
+import functools
+import json
+import multiprocessing
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from ...config import config_to_yaml
+from ...errors import ConfigError
+from ...learn.data import load_dataset
+from ..engine import CONFIG, KIND, REASON, ROW, UnitFailed, check_same, jsonable
+from ..folders import atomic_write, claim_folder
+from ..storage import Heartbeat, open_storage, resolve
+from .config import SearchConfig
+from .evaluate import train_candidate
+from .samplers import make_sampler
+
+OWNED = ("trials", "trials.csv", "pareto.csv", "summary.json", "search.yaml", "figures")
+CANDIDATE, SEED, STRATEGY = "dgnn:candidate", "dgnn:seed", "dgnn:strategy"
+
+
+@dataclass
+class SearchResult:
+    out: Path
+    study: str
+    storage: str
+    trials: list[dict]
+    summary: dict
+    status: str  # complete | interrupted
+
+
+def directions(cfg: SearchConfig) -> list[str]:
+    return ["minimize", "maximize"] if cfg.objectives.use == "energy_information" else ["maximize"]
+
+
+def _stored(cfg: SearchConfig) -> dict:
+    """What a study is checked against when it is opened again (the budget may grow)."""
+    return cfg.model_dump(mode="json")
+
+
+def open_study(cfg: SearchConfig, url: str, name: str, heartbeat: Heartbeat, overwrite: bool = False,
+               worker: int = 0) -> optuna.Study:
+    """The strategy's Optuna study (made, or checked against the stored config), with its sampler."""
+    storage = open_storage(url, heartbeat)
+    sampler = make_sampler(cfg, worker)
+    if overwrite and name in optuna.get_all_study_names(storage):
+        optuna.delete_study(study_name=name, storage=storage)
+    try:
+        study = optuna.create_study(study_name=name, storage=storage, directions=directions(cfg), sampler=sampler)
+        study.set_user_attr(KIND, "search")
+        study.set_user_attr(CONFIG, json.dumps(_stored(cfg), sort_keys=True))
+    except optuna.exceptions.DuplicatedStudyError:
+        study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
+        check_same(study, name, "search", _stored(cfg), extendable=("budget",))
+    return study
+
+
+@functools.lru_cache(maxsize=2)
+def _task(task_json: str, seed: int):
+    from ...learn.config import DatasetConfig
+
+    return load_dataset(DatasetConfig.model_validate_json(task_json), seed)
+
+
+class Objective:
+    """One trial: sample a point, resolve and validate its candidate, train and measure it, record everything."""
+
+    def __init__(self, cfg: SearchConfig, out: Path, strategy: str):
+        self.cfg, self.out, self.strategy = cfg, Path(out), strategy
+        self.space = cfg.search_space()
+
+    def __call__(self, trial: optuna.Trial):
+        import torch
+
+        cfg = self.cfg
+        torch.set_num_threads(cfg.threads)
+        point = self.space.sample(trial)
+        frozen = trial.study.get_trials(deepcopy=False)[trial.number]  # a retried trial keeps the original's seed
+        seed = cfg.seed + frozen.system_attrs.get("failed_trial", trial.number)
+        trial.set_user_attr(SEED, seed)
+        trial.set_user_attr(STRATEGY, self.strategy)
+        try:
+            candidate = cfg.candidate(point)
+        except ConfigError as exc:
+            return self._fail(trial, f"rejected by the candidate config: {exc}")
+        trial.set_user_attr(CANDIDATE, candidate)
+        record = trial_record(cfg, candidate, seed)
+        folder = self.out / "trials" / f"{self.strategy}-{trial.number:05d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write(folder / "candidate.yaml", config_to_yaml_dict(record))
+        try:
+            row, history = evaluate_record(record)
+        except UnitFailed as exc:
+            return self._fail(trial, str(exc))
+        write_history(folder / "history.h5", history)
+        trial.set_user_attr(ROW, jsonable(row))
+        trial.set_user_attr("constraints", constraints(cfg, row))
+        return [row["energy"], row["information_bits"]] if len(directions(cfg)) == 2 else row["information_bits"]
+
+    def _fail(self, trial, reason: str):
+        trial.set_user_attr(REASON, reason)
+        raise TrialFailed(reason)
+
+
+class TrialFailed(Exception):
+    """A trial that failed for a reason of its own (recorded; the search goes on)."""
+
+
+def trial_record(cfg: SearchConfig, candidate: dict, seed: int) -> dict:
+    """Everything a trial's result depends on: enough to run it again from this record alone."""
+    return {"candidate": candidate, "seed": seed, "task": cfg.task.model_dump(mode="json") if cfg.task else None,
+            "split_seed": cfg.seed, "penalty": cfg.penalty, "energy": cfg.objectives.energy,
+            "energy_table": cfg.energy_table.model_dump(mode="json"), "dtype": cfg.dtype}
+
+
+def evaluate_record(record: dict) -> tuple[dict, dict]:
+    """Train and measure the candidate of a trial record (the same numbers whichever process runs it, on CPU)."""
+    import torch
+
+    from ...energy import EnergyTable
+
+    dtype = torch.float64 if record["dtype"] == "float64" else torch.float32
+    data = _task(json.dumps(record["task"], sort_keys=True), record["split_seed"])
+    return train_candidate(record["candidate"], data, record["seed"], record["penalty"], record["energy"],
+                           EnergyTable.model_validate(record["energy_table"]), dtype)
+
+
+def rerun(out: str | Path, trial: str) -> dict:
+    """Train trial `trial` (a folder name under out/trials, e.g. tpe-00003) again from its stored record; its row."""
+    import yaml
+
+    path = Path(out) / "trials" / trial / "candidate.yaml"
+    try:
+        record = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError:
+        raise ConfigError(f"trial {path}: not found") from None
+    return evaluate_record(record)[0]
+
+
+def config_to_yaml_dict(data: dict) -> str:
+    import yaml
+
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, width=120)
+
+
+def write_history(path: Path, history: dict) -> None:
+    """A trial's per-epoch history (loss, energy, validation accuracy, ...) into its own HDF5 file."""
+    import h5py
+    import numpy as np
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    with h5py.File(tmp, "w") as h5:
+        for k, v in history.items():
+            h5.create_dataset(k, data=np.asarray(v))
+    tmp.replace(path)
+
+
+def constraints(cfg: SearchConfig, row: dict) -> list[float]:
+    """Optuna's trial constraints (feasible when every value is <= 0)."""
+    c = []
+    if cfg.objectives.accuracy_min is not None:
+        c.append(cfg.objectives.accuracy_min - row["accuracy"])
+    if cfg.objectives.energy_max is not None:
+        c.append(row["energy"] - cfg.objectives.energy_max)
+    return c
+
+
+class BudgetStop:
+    """Stops the study once its budget is spent: finished trials (complete, or failed for a reason of their own)
+    and the training seconds summed over them; or on a stop flag (SIGINT ends after the current trial)."""
+
+    def __init__(self, cfg: SearchConfig, should_stop=None):
+        self.budget, self.should_stop = cfg.budget, should_stop
+
+    def spent(self, study) -> tuple[int, float]:
+        done = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE
+                or (t.state == TrialState.FAIL and REASON in t.user_attrs)]
+        return len(done), sum(t.user_attrs.get(ROW, {}).get("seconds", 0.0) for t in done)
+
+    def done(self, study) -> bool:
+        n, seconds = self.spent(study)
+        return n >= self.budget.trials or bool(self.budget.seconds and seconds >= self.budget.seconds)
+
+    def __call__(self, study, trial) -> None:
+        if self.done(study) or (self.should_stop is not None and self.should_stop()):
+            study.stop()
+
+
+def optimize(cfg: SearchConfig, url: str, name: str, out: Path, heartbeat: Heartbeat, should_stop=None,
+             worker: int = 0, bar=None) -> None:
+    """Run trials of the strategy until the budget is spent (this process's share of the workers)."""
+    study = open_study(cfg, url, name, heartbeat, worker=worker)
+    stop = BudgetStop(cfg, should_stop)
+    callbacks = [stop] if bar is None else [stop, lambda s, t: bar.update(1)]
+    objective = Objective(cfg, out, cfg.strategy.name)
+    if not stop.done(study):
+        study.optimize(objective, callbacks=callbacks, catch=(TrialFailed,), gc_after_trial=False,
+                       show_progress_bar=False)
+    retry_stale(study, objective, heartbeat, should_stop)
+
+
+def retry_stale(study, objective, heartbeat: Heartbeat, should_stop=None) -> None:
+    """Trials still running elsewhere: wait until they finish or go stale (their worker died), then run the
+    retries the heartbeat queued, so that a killed worker's trial is run again before the search reports."""
+    from optuna.storages import fail_stale_trials
+
+    import warnings
+
+    while not (should_stop is not None and should_stop()):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            fail_stale_trials(study)
+        waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        if waiting:
+            study.optimize(objective, n_trials=len(waiting), catch=(TrialFailed,), gc_after_trial=False)
+            continue
+        if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            return
+        time.sleep(min(1.0, heartbeat.interval))
+
+
+def _worker(cfg_json: str, url: str, name: str, out: str, heartbeat: Heartbeat, worker: int) -> None:
+    import signal
+
+    import torch
+
+    torch.set_flush_denormal(True)
+    flag = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *a: flag.set())
+    optimize(SearchConfig.model_validate_json(cfg_json), url, name, Path(out), heartbeat, flag.is_set, worker)
+
+
+def run_strategy(cfg: SearchConfig, url: str, name: str, out: Path, workers: int, heartbeat: Heartbeat,
+                 should_stop=None, progress: bool = False) -> None:
+    """The strategy's trials with `workers` local processes (each with its own sampler seed), or in this one."""
+    from ...progress import Progress
+
+    if workers > 1:
+        ctx = multiprocessing.get_context("spawn")
+        procs = [ctx.Process(target=_worker, args=(cfg.model_dump_json(), url, name, str(out), heartbeat, w))
+                 for w in range(1, workers + 1)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            while p.is_alive():
+                p.join(timeout=0.5)
+    if not (should_stop is not None and should_stop()):  # this process too: alone, or after a crashed worker
+        bar = Progress(total=cfg.budget.trials, enabled=progress and workers == 1, unit="trial", desc=name)
+        try:
+            optimize(cfg, url, name, out, heartbeat, should_stop, bar=bar)
+        finally:
+            bar.close()
+
+
+def search(cfg: SearchConfig, out: str | Path | None = None, *, storage: str | None = None, study: str | None = None,
+           workers: int = 1, trials: int | None = None, overwrite: bool = False, progress: bool = True,
+           should_stop=None, heartbeat: Heartbeat = Heartbeat()) -> SearchResult:
+    """Run (or continue) the search and its baselines; write trials.csv, pareto.csv, summary.json and figures."""
+    from ...simulation import default_run_dir
+    from .baselines import run_baselines
+    from .outputs import write_outputs
+
+    if trials is not None:
+        cfg = cfg.model_copy(update={"budget": cfg.budget.model_copy(update={"trials": trials})})
+    if workers < 1:
+        raise ConfigError(f"workers: expected >= 1, found {workers}")
+    cfg.search_space()  # a bad space fails before anything is written
+    out = Path(out) if out is not None else default_run_dir(cfg).with_name(default_run_dir(cfg).name + "-search")
+    url, name = resolve(storage, out), study or f"search-{cfg.name}"
+    claim_folder(out, overwrite, OWNED, url, name)
+    open_study(cfg, url, name, heartbeat, overwrite=overwrite)
+    atomic_write(out / "search.yaml", config_to_yaml(cfg))
+    t0 = time.perf_counter()
+    run_strategy(cfg, url, name, out, workers, heartbeat, should_stop, progress)
+    run_baselines(cfg, url, name, out, workers, heartbeat, should_stop, overwrite)
+    rows, summary = write_outputs(cfg, url, name, out, heartbeat)
+    summary["wall_seconds_this_call"] = time.perf_counter() - t0
+    atomic_write(out / "summary.json", json.dumps(summary, indent=2, default=float))
+    status = "interrupted" if should_stop is not None and should_stop() else "complete"
+    return SearchResult(out, name, url, rows, summary, status)
