@@ -281,7 +281,7 @@ def _cmd_search(args) -> int:
     res = search(cfg, args.out, storage=args.storage, study=args.study, workers=args.workers, trials=args.trials,
                  overwrite=args.overwrite, progress=not args.quiet, should_stop=stop, heartbeat=_heartbeat(args))
     if res.status == "interrupted":
-        print(f"dgnn: search interrupted after the current trial; continue with the same command", file=sys.stderr)
+        print("dgnn: search interrupted after the current trial; continue with the same command", file=sys.stderr)
         return EXIT_INTERRUPTED
     if not args.quiet:
         s = res.summary
