@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 
 from ..errors import ConfigError
 from ..progress import Progress
-from .storage import Heartbeat, open_storage, worker_name
+from .storage import Heartbeat, HeartbeatJournalStorage, open_storage, worker_name
 
 KIND, CONFIG, UNIT, ROW, WORKER, REASON = "dgnn:kind", "dgnn:config", "dgnn:unit", "dgnn:row", "dgnn:worker", "dgnn:reason"
 DUPLICATE = "dgnn:duplicate_of"
@@ -92,6 +92,7 @@ class WorkQueue:
         self.url, self.name, self.heartbeat = url, name, heartbeat
         self.storage = open_storage(url, heartbeat)
         self.study = optuna.load_study(study_name=name, storage=self.storage)
+        self.study_id = self.storage.get_study_id_from_name(name)
 
     @classmethod
     def open(cls, url: str, name: str, kind: str, config: dict, units: list[Unit], *, extendable: tuple = (),
@@ -110,6 +111,7 @@ class WorkQueue:
             check_same(study, name, kind, config, extendable)
         queue = cls.__new__(cls)
         queue.url, queue.name, queue.heartbeat, queue.storage, queue.study = url, name, heartbeat, storage, study
+        queue.study_id = storage.get_study_id_from_name(name)
         queue.enqueue(units)
         return queue
 
@@ -146,52 +148,56 @@ class WorkQueue:
                     bar.update(1)
         return ran
 
-    def _pop(self) -> optuna.Trial | None:
-        """A waiting trial, now running here; a duplicate of a live unit (two processes queued it) is pruned."""
-        for t in self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+    def _pop(self):
+        """A waiting trial, now running here (a FrozenTrial of before the pop); a duplicate of a live unit (two
+        processes queued it) is pruned. One read of the queue, one write per pop."""
+        trials = self.storage.get_all_trials(self.study_id, deepcopy=False, states=LIVE)
+        live = {}
+        for t in trials:
+            if t.state != TrialState.WAITING:
+                live.setdefault(t.user_attrs.get(UNIT), t.number)
+        for t in trials:
+            if t.state != TrialState.WAITING:
+                continue
             try:
                 if not self.storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):
                     continue
             except optuna.exceptions.UpdateFinishedTrialError:
                 continue
             key = t.user_attrs.get(UNIT)
-            twin = [o.number for o in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.COMPLETE))
-                    if o.user_attrs.get(UNIT) == key and o.number != t.number]
-            trial = optuna.Trial(self.study, t._trial_id)
-            if twin:
-                trial.set_user_attr(DUPLICATE, twin[0])
-                self.study.tell(trial, state=TrialState.PRUNED)
+            if key in live:
+                self.storage.set_trial_user_attr(t._trial_id, DUPLICATE, live[key])
+                self.storage.set_trial_state_values(t._trial_id, state=TrialState.PRUNED)
                 continue
-            return trial
+            return t
         return None
 
-    def _run(self, trial: optuna.Trial, job: Job, should_stop) -> bool:
+    def _run(self, trial, job: Job, should_stop) -> bool:
         """Run one popped trial's unit under a heartbeat; True when it completed."""
-        frozen = self.storage.get_trial(trial._trial_id)
-        self.storage.set_trial_system_attr(trial._trial_id, WORKER, worker_name())
-        unit = Unit(frozen.user_attrs[UNIT], frozen.system_attrs.get("fixed_params", {}))
-        beat = _Beat(self.storage, trial._trial_id, self.heartbeat.interval)
+        tid = trial._trial_id
+        self.storage.set_trial_system_attr(tid, WORKER, worker_name())
+        unit = Unit(trial.user_attrs[UNIT], trial.system_attrs.get("fixed_params", {}))
         t0 = time.perf_counter()
         try:
-            with beat:
+            with _Beat(self.storage, tid, self.heartbeat.interval):
                 row = job.run(unit, should_stop)
         except Interrupted as exc:
-            return self._tell(trial, TrialState.FAIL, reason=f"interrupted: {exc}")
+            return self._tell(tid, TrialState.FAIL, reason=f"interrupted: {exc}")
         except UnitFailed as exc:
-            return self._tell(trial, TrialState.FAIL, reason=str(exc))
+            return self._tell(tid, TrialState.FAIL, reason=str(exc))
         except BaseException as exc:
-            self._tell(trial, TrialState.FAIL, reason=f"{type(exc).__name__}: {exc}")
+            self._tell(tid, TrialState.FAIL, reason=f"{type(exc).__name__}: {exc}")
             raise
-        return self._tell(trial, TrialState.COMPLETE, row=row, seconds=time.perf_counter() - t0)
+        return self._tell(tid, TrialState.COMPLETE, row=row, seconds=time.perf_counter() - t0)
 
-    def _tell(self, trial, state, row: dict | None = None, seconds: float = 0.0, reason: str = "") -> bool:
+    def _tell(self, tid: int, state, row: dict | None = None, seconds: float = 0.0, reason: str = "") -> bool:
         try:
             if row is not None:
-                trial.set_user_attr(ROW, jsonable(row))
+                self.storage.set_trial_user_attr(tid, ROW, jsonable(row))
             if reason:
-                trial.set_user_attr(REASON, reason)
-            self.study.tell(trial, [seconds] if state == TrialState.COMPLETE else None, state=state)
-        except (optuna.exceptions.UpdateFinishedTrialError, ValueError, RuntimeError):
+                self.storage.set_trial_user_attr(tid, REASON, reason)
+            self.storage.set_trial_state_values(tid, state, [seconds] if state == TrialState.COMPLETE else None)
+        except optuna.exceptions.UpdateFinishedTrialError:
             return False  # judged stale meanwhile and queued again elsewhere: that copy counts, not this one
         return state == TrialState.COMPLETE
 
@@ -250,13 +256,18 @@ class _Beat:
         self.thread = threading.Thread(target=self._beat, daemon=True)
 
     def _beat(self) -> None:
-        while True:
-            try:
-                self.storage.record_heartbeat(self.trial_id)
-            except Exception:  # a storage hiccup must not kill the unit; the next beat retries
-                pass
-            if self.stop.wait(self.interval):
-                return
+        # the journal storage counts a trial's start as its first beat, so short units cost no write there; an RDB
+        # storage only sees trials with a heartbeat row, so its first beat is at once
+        if not isinstance(self.storage, HeartbeatJournalStorage):
+            self._record()
+        while not self.stop.wait(self.interval):
+            self._record()
+
+    def _record(self) -> None:
+        try:
+            self.storage.record_heartbeat(self.trial_id)
+        except Exception:  # a storage hiccup must not kill the unit; the next beat retries
+            pass
 
     def __enter__(self):
         self.thread.start()
