@@ -13,6 +13,7 @@ import torch
 
 from ..config import config_to_yaml, load_config
 from ..errors import ConfigError
+from ..folders import make_folder
 from ..progress import Progress
 from .anova import factorial_anova
 from .config import CompareConfig
@@ -47,6 +48,8 @@ def compare(cfg: CompareConfig, out: str | Path, *, resume: bool = False, overwr
     out = Path(out)
     runs = out / "runs.jsonl"
     stored = out / "config.yaml"
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"out {out}: exists and is not a folder")
     if out.exists() and any(out.iterdir()) and not (resume or overwrite):
         raise ConfigError(f"--out {out}: folder is not empty; pass --resume to continue it or --overwrite to replace it")
     if resume:
@@ -55,7 +58,7 @@ def compare(cfg: CompareConfig, out: str | Path, *, resume: bool = False, overwr
         cfg = load_compare_config(stored)
     elif overwrite and runs.exists():
         runs.unlink()
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out, "out")
     stored.write_text(config_to_yaml(cfg), encoding="utf-8")
     done = {}
     if runs.exists():

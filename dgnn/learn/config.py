@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from ..config import _Model, resolve_path
+from ..config import FolderName, _Model, resolve_path
 
 
 class DatasetConfig(_Model):
@@ -124,10 +124,10 @@ class EnergyTable(_Model):
 
 
 class CompareConfig(_Model):
-    name: str = "compare"
+    name: FolderName = "compare"  # the default results folder is outputs/<name>-<timestamp>
     seeds: int = Field(10, ge=1)  # seeds 0 .. seeds-1 (seed 002 uses 10)
     datasets: list[DatasetConfig] = [DatasetConfig(name="digits")]
-    models: dict[str, ModelConfig] = {"mlp": ModelConfig(kind="mlp")}
+    models: dict[FolderName, ModelConfig] = {"mlp": ModelConfig(kind="mlp")}  # names are in checkpoint file names
     lambdas: list[float] = [0.0]
     energy: Literal["activation", "metabolic"] = "activation"  # which E the loss penalises
     train: TrainConfig = TrainConfig()
