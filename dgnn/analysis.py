@@ -157,7 +157,7 @@ def load(path, phases: bool = True) -> Trace:
             need += int(np.prod(shape, dtype=np.float64)) * 8 * (READ_FACTOR if name in big else 1)
     free = available_bytes()
     if free is not None and need > free:
-        raise ConfigError(f"trace {d['path']}: reading it for the measures needs about {need / GIB:.3g} GiB but only "
+        raise ConfigError(f"{d['path']}: reading the trace for its measures needs about {need / GIB:.3g} GiB but only "
                           f"{free / GIB:.3g} GiB are free; read it with phases=False, or record fewer records or "
                           f"neurons (record.phases: false keeps the metrics only)")
     return read_trace(path, phases=phases)

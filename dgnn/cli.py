@@ -282,8 +282,7 @@ _FLAGS = {
     "run": {"out": "--out", "overwrite=True": "--overwrite", "resume": "--resume"},
     "sweep": {"out": "--out", "overwrite=True": "--overwrite", "resume": "--resume"},
     "compare": {"out": "--out", "overwrite=True": "--overwrite", "resume": "--resume"},
-    "analyze": {"q_max": "--q-max", "out_dir": "--plots", "trace": "TRACE"},
-    "info": {"trace": "TRACE"},
+    "analyze": {"q_max": "--q-max", "out_dir": "--plots"},
 }
 
 
@@ -325,7 +324,10 @@ def _leading_key(text: str, cmd: str | None) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     args = None
     try:
-        args = _parser().parse_args(argv)
+        try:
+            args = _parser().parse_args(argv)
+        except SystemExit as exc:  # --help printed the usage
+            return exc.code if isinstance(exc.code, int) else EXIT_OK
         if args.version:
             from .version import __version__
 
@@ -333,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_OK
         if args.command is None:
             _parser().print_help()
+            print("dgnn: error: give a command: run, sweep, compare, validate, analyze or info", file=sys.stderr)
             return EXIT_USAGE
         return {"run": _cmd_run, "sweep": _cmd_sweep, "compare": _cmd_compare, "validate": _cmd_validate, "analyze": _cmd_analyze, "info": _cmd_info}[args.command](args)
     except ConfigError as exc:

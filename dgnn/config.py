@@ -417,8 +417,9 @@ class Config(_Model):
                 raise _Keyed("structure.enabled", "needs metabolism.enabled: operators are paid from glial reserves")
             for key in ("interval", "window"):
                 ratio = getattr(st, key) / self.record.every
-                if abs(ratio - round(ratio)) > 1e-9 * max(1.0, ratio):
-                    raise _Keyed(f"structure.{key}", f"must be a whole multiple of record.every={self.record.every}")
+                if abs(ratio - round(ratio)) > 1e-9 * max(1.0, ratio) or round(ratio) < 1:
+                    raise _Keyed(f"structure.{key}", f"must be a whole multiple of record.every={self.record.every} "
+                                                     f"(at least one), found {getattr(st, key)}")
             if st.capacity and st.capacity < n:
                 raise _Keyed("structure.capacity", f"must be >= neurons.count={n} (or 0 for 2 x N), found {st.capacity}")
             if self.topology.kind == "all_to_all" and self.coupling.backend == "mean_field":
@@ -529,9 +530,9 @@ class _Keyed(ValueError):
 SafeLoader = textfiles.SafeLoader
 
 
-def _safe_load(text: str, source: str = "<yaml>"):
-    """YAML text -> data (safe loader; duplicate keys and exploding aliases refused)."""
-    return textfiles.parse(text, source)[0]
+def _safe_load(text: str, source: str = "<yaml>", prefix: str = ""):
+    """YAML text -> data (safe loader; duplicate keys and exploding aliases refused); prefix: see textfiles.parse."""
+    return textfiles.parse(text, source, prefix)[0]
 
 
 @dataclass(frozen=True)
@@ -555,7 +556,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     parts = key.strip().split(".")
     if not all(p.strip() for p in parts):
         raise ConfigError(f"override {text!r}: empty key in path {key!r}")
-    value = _safe_load(raw, f"override {key.strip()}") if raw.strip() else None
+    value = _safe_load(raw, f"override {text}", ".".join(p.strip() for p in parts)) if raw.strip() else None
     return [p.strip() for p in parts], value
 
 

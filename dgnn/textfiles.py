@@ -109,39 +109,41 @@ def show_key(key: str) -> str:
     return key if key.isprintable() and not any(c in key for c in " '\"") else repr(key)
 
 
-def yaml_error(source: str, exc: yaml.YAMLError) -> ConfigError:
+def yaml_error(source: str, exc: yaml.YAMLError, lines: bool = True) -> ConfigError:
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-    where = f"{source}:{mark.line + 1}" if mark is not None else source
+    where = f"{source}:{mark.line + 1}" if mark is not None and lines else source
     problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
     if isinstance(exc, yaml.constructor.ConstructorError) and "tag" in problem:
         problem = f"{problem} (YAML tags are not allowed in dgnn configs)"
     return ConfigError(f"{where}: YAML error: {problem}")
 
 
-def parse(text: str, source: str = "<yaml>") -> tuple[object, dict[str, int]]:
+def parse(text: str, source: str = "<yaml>", prefix: str = "") -> tuple[object, dict[str, int]]:
     """YAML text -> (data, {dotted key path: 1-based line}). Duplicate keys, recursive or exploding aliases and
-    nesting too deep for the parser are errors naming the source (and line)."""
+    nesting too deep for the parser are errors naming the source (and line). prefix: the key path whose value the
+    text is (an override's): key paths start with it, and messages name no line."""
     loader = SafeLoader(text)
     try:
         root = loader.get_single_node()
         if root is None:
             return None, {}
-        lines = _inspect(root, source, loader)
+        lines = _inspect(root, source, loader, prefix)
         return loader.construct_document(root), lines
     except yaml.YAMLError as exc:
-        raise yaml_error(source, exc) from None
+        raise yaml_error(source, exc, lines=not prefix) from None
     except RecursionError:
         raise ConfigError(f"{source}: YAML nested too deeply to read") from None
     finally:
         loader.dispose()
 
 
-def _inspect(root: yaml.Node, source: str, loader: SafeLoader) -> dict[str, int]:
+def _inspect(root: yaml.Node, source: str, loader: SafeLoader, prefix: str = "") -> dict[str, int]:
     """One pass over the node graph (iterative, each node once): key lines, duplicate keys, alias expansion."""
     lines: dict[str, int] = {}
     size: dict[int, int] = {}  # id(node) -> nodes it expands to
     open_: set[int] = set()  # nodes whose children are being visited: an alias to one of them is recursive
-    stack = [(root, "", False)]
+    at = (lambda node: source) if prefix else (lambda node: f"{source}:{node.start_mark.line + 1}")  # noqa: E731
+    stack = [(root, prefix, False)]
     while stack:
         node, path, done = stack.pop()
         nid = id(node)
@@ -152,11 +154,11 @@ def _inspect(root: yaml.Node, source: str, loader: SafeLoader) -> dict[str, int]
         if nid in size:
             continue
         if nid in open_:
-            raise ConfigError(f"{source}:{node.start_mark.line + 1}: YAML alias refers to a node that contains it")
+            raise ConfigError(f"{at(node)}: YAML alias refers to a node that contains it")
         open_.add(nid)
         stack.append((node, path, True))
         if isinstance(node, yaml.MappingNode):
-            _check_duplicates(node, path, source, loader)
+            _check_duplicates(node, path, at, loader)
         for kid, sub in reversed(_children(node)):
             kp = sub if not path else f"{path}.{sub}" if sub else ""
             if isinstance(node, yaml.MappingNode) and sub:
@@ -180,7 +182,7 @@ def _children(node: yaml.Node) -> list[tuple[yaml.Node, str]]:
     return []
 
 
-def _check_duplicates(node: yaml.MappingNode, path: str, source: str, loader: SafeLoader) -> None:
+def _check_duplicates(node: yaml.MappingNode, path: str, at, loader: SafeLoader) -> None:
     """Keys equal as values (1 and 0x1 alike) in one mapping; '<<' merges are meant to be overridden, so they pass."""
     seen: dict = {}
     for k, _ in node.value:
@@ -190,6 +192,6 @@ def _check_duplicates(node: yaml.MappingNode, path: str, source: str, loader: Sa
         line = k.start_mark.line + 1
         if ident in seen:
             key = f"{path}.{k.value}" if path else str(k.value)
-            raise ConfigError(f"{source}:{line}: {show_key(key)}: duplicate key (first at line {seen[ident]}); "
-                              f"YAML would keep only the last one")
+            raise ConfigError(f"{at(k)}: {show_key(key)}: duplicate key (first at line {seen[ident]}); YAML would "
+                              f"keep only the last one")
         seen[ident] = line
