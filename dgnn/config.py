@@ -537,10 +537,9 @@ def _safe_load(text: str, source: str = "<yaml>", prefix: str = ""):
 
 @dataclass(frozen=True)
 class Override:
-    """One 'key.path=value' override: the path, the value parsed as YAML and the text it came from."""
+    """One 'key.path=value' override: the key path it sets and the text it came from."""
 
     path: tuple[str, ...]
-    value: Any
     text: str
 
     @property
@@ -676,7 +675,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None, model: typ
     File paths inside are taken relative to the config file's folder (the model's `resolve_paths`)."""
     path = Path(path)
     data, lines = read_config(path)
-    parsed = [Override(tuple(parse_override(t)[0]), None, t) for t in overrides or []]
+    parsed = [Override(tuple(parse_override(t)[0]), t) for t in overrides or []]
     data = apply_overrides(data, overrides or [])
     model = Config if model is None else model
     if hasattr(model, "resolve_paths"):  # models holding file paths resolve them against the config's folder
@@ -689,7 +688,7 @@ def config_location(path: str | Path, key: str, overrides: list[str] | None = No
     after validation (building a run); best effort."""
     try:
         lines = read_config(path)[1]
-        parsed = [Override(tuple(parse_override(t)[0]), None, t) for t in overrides or []]
+        parsed = [Override(tuple(parse_override(t)[0]), t) for t in overrides or []]
     except ConfigError:
         return str(path)
     return locate(key, str(path), lines, parsed)

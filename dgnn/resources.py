@@ -2,12 +2,15 @@
 
 The estimate is the sum of parts, in bytes (constants measured on this code: peak resident memory of a build plus
 a few records, see docs/inputs.md):
-- state: the (B, N + G [+ energy]) state and the solver's and field's temporaries, plus the float64 set-up arrays;
-- coupling: dense K matrices (N^2 per matrix and harmonic, plus the float64 build buffers), sparse CSR (per edge);
+- state: the (B, N + G [+ energy]) state and the solver's and field's temporaries; set-up: the float64 arrays of
+  the build (frequencies, initial phases);
+- coupling: dense K matrices (N^2 per matrix and harmonic), sparse CSR (per edge); build: the float64 buffers a
+  dense matrix is built in;
 - graph: the networkx graph and edge lists of generated or file graphs (per node and expected edge), freed before
   the coupling is built, so only the larger of the two counts; edges: the graph's arrays, kept;
 - structure: the per-replica synapse matrices and trigger masks of plastic networks (B C^2);
 - records: the write buffer and the chunk a record is compressed in.
+On a GPU the state, coupling and structure are device memory and the rest host memory; each pool is checked.
 """
 from __future__ import annotations
 
@@ -114,7 +117,7 @@ def estimate(cfg, points: int = 1, n: int | None = None, replicas: int | None = 
     domains = min(n, g) if not cfg.glia.domains else cfg.glia.domains
     energy = domains * 9 if cfg.metabolism.enabled else 0
     width = c + gc + energy
-    parts = {"state": b * width * (STATE_BYTES * s + SETUP_BYTES)}
+    parts = {"state": b * width * STATE_BYTES * s, "set-up": b * width * SETUP_BYTES}
     edges = expected_edges(cfg, n)
     directed = edges * (1.0 if cfg.topology.directed else 2.0)
     harmonics = 1 + (cfg.coupling.b != 0.0 or points > 1)
@@ -124,14 +127,12 @@ def estimate(cfg, points: int = 1, n: int | None = None, replicas: int | None = 
         density = directed / max(1.0, n * n)
         backend = "mean_field" if cfg.topology.kind == "all_to_all" else (
             "sparse" if n > 1024 and density < 0.05 else "dense")
-    coupling = 0.0
-    if st.enabled:
-        coupling = c * c * s * 2 + n * n * DENSE_BUILD_BYTES
-    elif backend == "dense":
-        coupling = matrices * n * n * s + n * n * DENSE_BUILD_BYTES
+    coupling = build = 0.0
+    if backend == "dense" or st.enabled:
+        coupling, build = matrices * n * n * s + (2 * c * c * s if st.enabled else 0.0), n * n * DENSE_BUILD_BYTES
     elif backend == "sparse":
         coupling = matrices * directed * SPARSE_EDGE_BYTES
-    parts["coupling"] = coupling
+    parts.update(coupling=coupling, build=build)
     parts["graph"] = (n * GRAPH_NODE_BYTES + edges * GRAPH_EDGE_BYTES) if cfg.topology.kind != "all_to_all" else 0.0
     parts["edges"] = directed * EDGE_ARRAY_BYTES
     parts["structure"] = b * c * c * s * PLASTIC_BYTES if st.enabled else 0.0
@@ -140,35 +141,46 @@ def estimate(cfg, points: int = 1, n: int | None = None, replicas: int | None = 
     return parts
 
 
-def total(parts: dict[str, float]) -> float:
-    """Peak bytes: the graph build is freed before the coupling is built, so the larger of the two counts."""
-    return sum(v for k, v in parts.items() if k not in ("graph", "coupling")) + max(parts["graph"], parts["coupling"])
+DEVICE_PARTS = ("state", "coupling", "structure")  # on the run's device; the rest is host memory
+
+
+def total(parts: dict[str, float], device: str = "cpu") -> dict[str, float]:
+    """Peak bytes per memory pool ({'cpu': ...}, plus 'cuda' for a GPU run). The graph build is freed before the
+    coupling is built, so only the larger of the two counts."""
+    if device == "cpu":
+        rest = sum(v for k, v in parts.items() if k not in ("graph", "coupling", "build"))
+        return {"cpu": rest + max(parts["graph"], parts["coupling"] + parts["build"])}
+    host = sum(v for k, v in parts.items() if k not in DEVICE_PARTS + ("graph", "build"))
+    return {device: sum(parts[k] for k in DEVICE_PARTS), "cpu": host + max(parts["graph"], parts["build"])}
 
 
 def check_memory(cfg, points: int, device: torch.device) -> None:
-    """Refuse, naming neurons.count and replicas, a run whose estimate exceeds the device's free memory; say what
-    fits."""
-    free = available_bytes(device)
-    if free is None:
-        return
-    parts = estimate(cfg, points)
-    need = total(parts)
-    if need <= free:
-        return
+    """Refuse, naming neurons.count or replicas, a run whose estimate exceeds the free memory of its device (and of
+    the host, for a GPU run); say what would fit."""
+    for pool, need in total(estimate(cfg, points), device.type).items():
+        free = available_bytes(pool)
+        if free is not None and need > free:
+            _refuse(cfg, points, pool, need, free)
+
+
+def _refuse(cfg, points: int, pool: str, need: float, free: float) -> None:
+    device = "cuda" if pool != "cpu" else "cpu"
+    fits = lambda **what: total(estimate(cfg, points, **what), device)[pool] <= free  # noqa: E731
     n, b = cfg.neurons.count, cfg.replicas
-    fits_n = _largest(lambda x: total(estimate(cfg, points, n=x)) <= free, n)
-    fits_b = _largest(lambda x: total(estimate(cfg, points, replicas=x)) <= free, b)
+    fits_n = _largest(lambda x: fits(n=x), n)
+    fits_b = _largest(lambda x: fits(replicas=x), b)
     what = []
     if fits_n:
         what.append(f"neurons.count <= {fits_n}" + (f" at replicas={b}" if b > 1 else ""))
     if fits_b:
         what.append(f"replicas <= {fits_b} at neurons.count={n}")
+    parts = estimate(cfg, points)
     shown = ", ".join(f"{k} {v / GIB:.3g} GiB" for k, v in parts.items() if v >= 0.01 * need)
     batch = f" x {points} sweep points" if points > 1 else ""
     key = "replicas" if fits_b else "neurons.count"  # the one to change: replicas if fewer of them fit
     raise ConfigError(
-        f"{key}: {n} neurons x {b} replicas{batch} need about {need / GIB:.3g} GiB ({shown}) but only "
-        f"{free / GIB:.3g} GiB are free on {device.type}; "
+        f"{key}: {n} neurons x {b} replicas{batch} need about {need / GIB:.3g} GiB of {pool} memory ({shown}) but "
+        f"only {free / GIB:.3g} GiB are free; "
         + (" or ".join(what) + " would fit" if what else "not even one neuron and one replica fit"),
         key=key,
     )

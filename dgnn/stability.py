@@ -102,8 +102,8 @@ def check_points(points: list, field) -> None:
     gload = 0.0
     if any(p.glia.coupling != 0.0 for p in points):
         gload = glia_load(points[0], graph, getattr(field, "neuron_domain", None), getattr(field, "glia_domain", None))
-    for i, p in enumerate(points):
+    for p in points:
         problem = step_problem(p, load, gload)
         if problem:
-            where = "" if len(points) == 1 else f"point {i}: "
+            where = "" if len(points) == 1 else f"sweep point {p.name}: "
             raise ConfigError(f"{where}solver.dt: {problem}", key="solver.dt")

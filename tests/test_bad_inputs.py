@@ -239,8 +239,8 @@ def test_memory_is_estimated_before_allocating_and_says_what_fits(tiny, monkeypa
     from dgnn import resources
 
     line = run_cli("validate", tiny, "--set", "neurons.count=10000000000").one_line_error()
-    m = re.search(r"neurons\.count: 10000000000 neurons x 1 replicas need about ([\d.e+]+) GiB .* but only "
-                  r"([\d.]+) GiB are free on cpu; neurons\.count <= (\d+) would fit", line)
+    m = re.search(r"neurons\.count: 10000000000 neurons x 1 replicas need about ([\d.e+]+) GiB of cpu memory .* but "
+                  r"only ([\d.]+) GiB are free; neurons\.count <= (\d+) would fit", line)
     assert m and line.startswith("dgnn: error: --set neurons.count=10000000000:"), line
     # a fixed budget makes 'what fits' exact: the named N fits and one more does not
     monkeypatch.setattr(resources, "available_bytes", lambda device="cpu": 1 << 30)
@@ -248,7 +248,7 @@ def test_memory_is_estimated_before_allocating_and_says_what_fits(tiny, monkeypa
     with pytest.raises(ConfigError, match=r"^replicas: 8 neurons x 1000000 replicas .* replicas <= (\d+) at") as info:
         Simulation(cfg)
     fits = int(re.search(r"replicas <= (\d+)", str(info.value)).group(1))
-    need = lambda b: resources.total(resources.estimate(cfg, 1, replicas=b))  # noqa: E731
+    need = lambda b: resources.total(resources.estimate(cfg, 1, replicas=b))["cpu"]  # noqa: E731
     assert need(fits) <= 1 << 30 < need(fits + 1)
     Simulation(load_config(tiny, [f"replicas={fits}", "neurons.count=8"]))  # and it builds
 
@@ -260,8 +260,12 @@ def test_memory_estimate_counts_graph_edges_and_dense_matrices(tiny):
     parts = resources.estimate(cfg)
     edges = 0.5 * 2000 * 1999 / 2
     assert parts["graph"] == 2000 * resources.GRAPH_NODE_BYTES + edges * resources.GRAPH_EDGE_BYTES
-    assert parts["coupling"] == 2000 ** 2 * (8 + resources.DENSE_BUILD_BYTES)  # one float64 matrix (b = 0)
+    assert parts["coupling"] == 2000 ** 2 * 8 and parts["build"] == 2000 ** 2 * resources.DENSE_BUILD_BYTES  # b = 0
     assert parts["edges"] == 2 * edges * resources.EDGE_ARRAY_BYTES
+    # on a GPU the networkx build and the edge arrays stay in host memory; the device holds state and K
+    pools = resources.total(parts, "cuda")
+    assert pools["cuda"] == parts["state"] + parts["coupling"]
+    assert pools["cpu"] == parts["set-up"] + parts["edges"] + parts["records"] + max(parts["graph"], parts["build"])
 
 
 # ------------------------------------------------------------------------------------- item 7: files
