@@ -125,7 +125,7 @@ def test_merge_keys_may_be_overridden_and_equal_values_are_one_key():
                              for p, c in zip("abcdefg", "bcdefgh")), r"YAML aliases expand the document by more than"),
     ("a: &a [*a]\n", r"YAML alias refers to a node that contains it"),
     ("[" * 5000 + "]" * 5000, r"YAML nested too deeply"),
-])
+], ids=["alias-bomb", "recursive-alias", "deep-nesting"])
 def test_yaml_that_would_exhaust_memory_or_the_stack_is_refused(tmp_path, text, match):
     (tmp_path / "c.yaml").write_text(text)
     with pytest.raises(ConfigError, match=match):
@@ -356,8 +356,8 @@ def test_errors_from_overrides_blame_the_override_not_the_file_line(tmp_path):
     p = tmp_path / "c.yaml"
     for override, match in (
         ("neurons.count=abc", r"^override neurons\.count=abc: neurons\.count: Input should be a valid integer"),
-        ("neurons.frequency.distribution=normal", r"^override neurons\.frequency\.distribution=normal: "
-                                                  r"neurons\.frequency: distribution 'normal' needs width > 0"),
+        ("neurons.frequency.distribution=normal", (r"^override neurons\.frequency\.distribution=normal: "
+                                                   r"neurons\.frequency: distribution 'normal' needs width > 0")),
         ("neurons={count: 0}", r"^override neurons=\{count: 0\}: neurons\.count: .*greater than or equal to 1"),
     ):
         with pytest.raises(ConfigError, match=match):

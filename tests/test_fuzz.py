@@ -22,7 +22,7 @@ from dgnn.simulation import Simulation
 
 TINY = {"name": "fz", "neurons": {"count": 6}, "solver": {"dt": 0.05, "duration": 0.2}, "record": {"every": 0.1}}
 # DGNN_FUZZ_EXAMPLES=2000 fuzzes deeper on demand; CI keeps to seconds
-FUZZ = settings(max_examples=int(os.environ.get("DGNN_FUZZ_EXAMPLES", 60)), deadline=None,
+FUZZ = settings(max_examples=int(os.environ.get("DGNN_FUZZ_EXAMPLES", "60")), deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 
