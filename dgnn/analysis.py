@@ -5,7 +5,10 @@ from fractions import Fraction
 
 import numpy as np
 
-from .traces import Trace, read_trace
+from .errors import ConfigError
+from .traces import Trace, describe, read_trace
+
+PLV_MAX_NEURONS = 2000  # the PLV mean reads an (n, n) complex matrix: above this, evenly spaced neurons stand in
 
 
 def order_parameter(phases: np.ndarray, axis: int = -1) -> tuple[np.ndarray, np.ndarray]:
@@ -100,9 +103,13 @@ def _population(phases, r, time, half: slice, freqs_natural, labels=None, active
         if active is not None:
             out["natural_frequency_mean"] = float(freqs_natural[active[0].astype(bool)].mean())
         if phases.shape[2] >= 2:
-            plv = plv_matrix(phases[half, 0][:, keep[0]])
+            idx = np.flatnonzero(keep[0])
+            if idx.size > PLV_MAX_NEURONS:  # O(n^2) memory: a spread subset (recorded in plv_neurons)
+                idx = idx[np.linspace(0, idx.size - 1, PLV_MAX_NEURONS).round().astype(int)]
+            plv = plv_matrix(phases[half, 0][:, idx])
             n = plv.shape[0]
             out["plv_mean"] = float((plv.sum() - n) / (n * (n - 1))) if n > 1 else float("nan")
+            out["plv_neurons"] = int(n)
         if labels is not None and active is None:
             out["module_order_parameter_mean"] = group_order_parameter(phases[half], labels).mean(axis=(0, 1)).tolist()
     return out
@@ -136,13 +143,63 @@ def energy_summary(trace: Trace) -> dict:
     return out
 
 
+READ_FACTOR = 4  # bytes of working memory per byte of phase array read: float64 copies and complex exponentials
+
+
+def load(path, phases: bool = True) -> Trace:
+    """read_trace after checking that its series (and the measures' working copies) fit in free memory."""
+    from .resources import GIB, available_bytes
+
+    d = describe(path)
+    big = ("neurons/phase", "glia/phase")
+    need = 0
+    for name, shape in d["datasets"].items():
+        if shape and (name in big and phases or name.startswith(("metrics/", "metabolism/", "structure/"))):
+            need += int(np.prod(shape, dtype=np.float64)) * 8 * (READ_FACTOR if name in big else 1)
+    free = available_bytes()
+    if free is not None and need > free:
+        raise ConfigError(f"{d['path']}: reading the trace for its measures needs about {need / GIB:.3g} GiB but only "
+                          f"{free / GIB:.3g} GiB are free; read it with phases=False, or record fewer records or "
+                          f"neurons (record.phases: false keeps the metrics only)")
+    return read_trace(path, phases=phases)
+
+
+def check_trace(trace: Trace) -> None:
+    """Refuse (ConfigError naming the file) a trace that lacks what the measures read: records, the order
+    parameter, the natural frequencies, and series as long as /time."""
+    where = trace.path
+    rows = len(trace.time)
+    if rows == 0:
+        raise ConfigError(f"{where}: the trace holds no records yet")
+    need = {"metrics/order_parameter": trace.metrics.get("order_parameter"),
+            "neurons/frequency": trace.static.get("neurons/frequency")}
+    if "glia_order_parameter" in trace.metrics:
+        need["glia/frequency"] = trace.static.get("glia/frequency")
+    for name, value in need.items():
+        if value is None:
+            raise ConfigError(f"{where}: not a complete dgnn trace (no /{name})")
+    series = {f"metrics/{k}": v for k, v in trace.metrics.items()}
+    series.update({"neurons/phase": trace.neuron_phase, "glia/phase": trace.glia_phase})
+    series.update({f"metabolism/{k}": v for k, v in trace.metabolism.items()})
+    for name, value in series.items():
+        if value is not None and (np.ndim(value) < 1 or len(value) != rows):
+            raise ConfigError(f"{where}: /{name} holds {len(value) if np.ndim(value) else 0} records but /time {rows}")
+    r = trace.metrics["order_parameter"]
+    if r.ndim != 2 or trace.static["neurons/frequency"].ndim != 2 or r.shape[1] != trace.static["neurons/frequency"].shape[0]:
+        raise ConfigError(f"{where}: /metrics/order_parameter {r.shape} and /neurons/frequency "
+                          f"{trace.static['neurons/frequency'].shape} do not agree on the replicas")
+
+
 def summarize(trace: Trace | str, q_max: int = 8) -> dict:
     """Numbers for a trace: per population r, metastability, frequencies, PLV; glia:neuron Farey ratio and n:m index.
 
     Time averages use the second half of the records (the first half is treated as transient).
     """
+    if isinstance(q_max, bool) or not isinstance(q_max, (int, np.integer)) or q_max < 1:
+        raise ConfigError(f"q_max: must be an integer >= 1 (the largest Farey denominator), found {q_max!r}")
     if not isinstance(trace, Trace):
-        trace = read_trace(trace)
+        trace = load(trace)
+    check_trace(trace)
     t = trace.time
     half = slice(len(t) // 2, None)
     out = {"status": trace.status, "records": int(len(t)), "time": [float(t[0]), float(t[-1])]}
@@ -170,7 +227,7 @@ def summarize(trace: Trace | str, q_max: int = 8) -> dict:
             # ratio of population rhythms from the unwrapped mean phases of each population
             wn = out["neurons"]["mean_frequency"]
             wg = mean_frequency(trace.glia_phase[half], t[half]).mean()
-            if abs(wg) > 1e-12:
+            if abs(wg) > 1e-12 and np.isfinite(wn / wg):
                 p, q, err = farey(wn / wg, q_max)
                 idx = nm_locking_index(
                     np.unwrap(m["glia_mean_phase"][half], axis=0), np.unwrap(m["mean_phase"][half], axis=0), p, q

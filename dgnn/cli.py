@@ -90,12 +90,13 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("config")
     v.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE")
     v.add_argument("--print", action="store_true", help="print the resolved config")
+    v.add_argument("--device", choices=["auto", "cpu", "cuda"], help="check for this device instead of the config's")
 
     a = sub.add_parser("analyze", help="numbers (and figures) from a trace")
     a.add_argument("trace", help="trace.h5 or its run folder")
     a.add_argument("--json", action="store_true", help="print JSON")
     a.add_argument("--plots", metavar="DIR", help="write PNG figures into DIR")
-    a.add_argument("--q-max", type=int, default=8, help="largest denominator for Farey ratios (default 8)")
+    a.add_argument("--q-max", type=int, default=8, metavar="Q", help="largest denominator for Farey ratios (default 8)")
 
     i = sub.add_parser("info", help="status, shapes and config of a trace")
     i.add_argument("trace")
@@ -169,15 +170,22 @@ def _cmd_run(args) -> int:
         print(f"dgnn: interrupted after {res.records} records; trace {res.path}; continue with: dgnn run --resume {run_dir}",
               file=sys.stderr)
         return EXIT_INTERRUPTED
+    if args.no_plots and args.quiet:
+        return EXIT_OK
+    from .analysis import load, summarize
+
+    try:
+        trace = load(res.path)  # read once, for the figures and the summary
+    except ConfigError as exc:  # the run is complete; only reading it back does not fit
+        print(f"dgnn: run complete ({res.path}); figures and summary skipped: {_message(exc, args)}", file=sys.stderr)
+        return EXIT_OK
     figs = []
     if not args.no_plots:
         from .plots import write_figures
 
-        figs = write_figures(res.path, run_dir / "figures")
+        figs = write_figures(trace, run_dir / "figures")
     if not args.quiet:
-        from .analysis import summarize
-
-        s = summarize(res.path)
+        s = summarize(trace)
         print(f"trace:   {res.path} ({res.records} records, status {res.status})")
         print(f"config:  {run_dir / 'config.yaml'}")
         if figs:
@@ -261,7 +269,8 @@ def _cmd_compare(args) -> int:
 def _cmd_search(args) -> int:
     from .config import load_config
     from .study.nas.config import SearchConfig
-    from .study.nas.run import rerun, search
+    from .study.nas.command import search
+    from .study.nas.run import rerun
 
     if args.rerun:
         from pathlib import Path
@@ -327,24 +336,19 @@ def _print_summary(s: dict) -> None:
 
 def _cmd_validate(args) -> int:
     from .config import config_to_yaml, load_config
+    from .simulation import Simulation
 
     cfg = load_config(args.config, args.overrides)
-    from .simulation import resolve_device
-    from .topology import build_graph
-
-    resolve_device(cfg.device)
-    if cfg.topology.kind in ("edgelist", "graphml"):  # the file must parse too
-        build_graph(cfg.topology, cfg.neurons.count, cfg.seed)
+    Simulation(cfg, device=args.device)  # everything `run` builds before its first step: graph, memory, stability
     print(config_to_yaml(cfg) if args.print else f"{args.config}: valid ({cfg.neurons.count} neurons, "
           f"{cfg.glia_count} glia, {cfg.replicas} replicas, {cfg.n_records + 1} records)")
     return EXIT_OK
 
 
 def _cmd_analyze(args) -> int:
-    from .analysis import summarize
-    from .traces import read_trace
+    from .analysis import load, summarize
 
-    trace = read_trace(args.trace)
+    trace = load(args.trace)
     s = summarize(trace, q_max=args.q_max)
     if args.plots:
         from .plots import write_figures
@@ -381,9 +385,57 @@ def _cmd_info(args) -> int:
     return EXIT_OK
 
 
+# API argument names (and hints) in library messages -> this CLI's flags, per command
+_FLAGS = {
+    "run": {"out": "--out", "overwrite=True": "--overwrite", "resume": "--resume"},
+    "sweep": {"out": "--out", "overwrite=True": "--overwrite", "resume": "--resume"},
+    "compare": {"out": "--out", "overwrite=True": "--overwrite", "resume": "--resume"},
+    "analyze": {"q_max": "--q-max", "out_dir": "--plots"},
+}
+
+
+def _message(exc: ConfigError, args) -> str:
+    """One line: library argument names become this command's flags, and an error raised after validation that
+    names a config key gets where that key was set (file and line, or the --set)."""
+    text = str(exc)
+    if text.startswith("override "):
+        text = "--set " + text[len("override "):]
+    cmd = getattr(args, "command", None)
+    key = getattr(exc, "key", None) or _leading_key(text, cmd)
+    if key == "device" and getattr(args, "device", None):
+        text = "--device" + text[len("device"):] if text.startswith("device") else text
+    elif key and getattr(args, "config", None) and not getattr(args, "resume", None):
+        from .config import config_location
+
+        where = config_location(args.config, key, getattr(args, "overrides", None))
+        text = f"{where.replace('override ', '--set ', 1)}: {text}"
+    for name, flag in _FLAGS.get(cmd, {}).items():
+        if name.endswith("=True"):
+            text = text.replace(f"pass {name}", f"pass {flag}")
+        elif text.startswith((name + " ", name + ":")):
+            text = flag + text[len(name):]
+    return as_flags(" ".join(text.splitlines()))
+
+
+def _leading_key(text: str, cmd: str | None) -> str | None:
+    """The dotted config key a message starts with ('coupling.backend: ...'), if it is one of the command's config."""
+    head = text.split(":", 1)[0].split(" ", 1)[0]
+    if cmd not in ("run", "sweep", "validate", "compare") or not head or head != text.split(":", 1)[0]:
+        return None
+    if cmd == "compare":
+        from .study.config import CompareConfig as model
+    else:
+        from .config import Config as model
+    return head if head.split(".")[0] in model.model_fields else None
+
+
 def main(argv: list[str] | None = None) -> int:
+    args = None
     try:
-        args = _parser().parse_args(argv)
+        try:
+            args = _parser().parse_args(argv)
+        except SystemExit as exc:  # --help printed the usage
+            return exc.code if isinstance(exc.code, int) else EXIT_OK
         if args.version:
             from .version import __version__
 
@@ -391,13 +443,15 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_OK
         if args.command is None:
             _parser().print_help()
+            print("dgnn: error: give a command: run, sweep, compare, search, study, validate, analyze or info",
+                  file=sys.stderr)
             return EXIT_USAGE
         commands = {"run": _cmd_run, "sweep": _cmd_sweep, "compare": _cmd_compare, "search": _cmd_search,
                     "study": _cmd_study,
                     "validate": _cmd_validate, "analyze": _cmd_analyze, "info": _cmd_info}
         return commands[args.command](args)
     except ConfigError as exc:
-        print(f"dgnn: error: {as_flags(str(exc))}", file=sys.stderr)
+        print(f"dgnn: error: {_message(exc, args)}", file=sys.stderr)
         return EXIT_USAGE
     except SimulationFailed as exc:
         print(f"dgnn: run failed: {exc}", file=sys.stderr)

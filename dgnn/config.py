@@ -2,18 +2,33 @@
 from __future__ import annotations
 
 import math
-import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from . import textfiles
 from .errors import ConfigError
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+NAME_MAX_BYTES = 200  # a folder name holds the name plus a timestamp and suffix; file systems allow 255 bytes
+
+
+def _folder_name(value: str) -> str:
+    if (not value or value.startswith(".") or ".." in value or any(c in value for c in "/\\")
+            or not value.isprintable() or len(value.encode("utf-8", "surrogatepass")) > NAME_MAX_BYTES):
+        raise ValueError(f"must be a non-empty folder-name-safe string (no '/', '\\', '..', leading '.' or control "
+                         f"characters; at most {NAME_MAX_BYTES} bytes)")
+    return value
+
+
+FolderName = Annotated[str, AfterValidator(_folder_name)]  # a name that becomes a folder name under outputs/
 
 
 class Distribution(_Model):
@@ -118,6 +133,13 @@ class Topology(_Model):
     p_out: float | None = Field(None, ge=0.0, le=1.0)
     path: str | None = None
     directed: bool = False
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, v):
+        if v is not None and (not v or "\0" in v):
+            raise ValueError("must be a non-empty file path without NUL characters")
+        return v
 
     @model_validator(mode="after")
     def _check(self):
@@ -305,8 +327,8 @@ class Sweep(_Model):
 class Config(_Model):
     """A whole run. Every key is documented in README (config reference)."""
 
-    name: str = "run"
-    seed: int = 0
+    name: FolderName = "run"
+    seed: int = Field(0, ge=0)  # numpy's SeedSequence takes non-negative integers
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["float32", "float64"] = "float64"
     replicas: int = Field(1, ge=1)
@@ -323,15 +345,9 @@ class Config(_Model):
     record: Record = Record()
     sweep: Sweep = Sweep()
 
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v):
-        if not v or any(c in v for c in "/\\\0") or v.startswith("."):
-            raise ValueError("must be a non-empty file-name-safe string (no '/', no leading '.')")
-        return v
-
     @model_validator(mode="after")
     def _cross(self):
+        self._check_ranges()
         n = self.neurons.count
         g = self.glia_count
         for path, dist, count in (
@@ -402,8 +418,9 @@ class Config(_Model):
                 raise KeyedError("structure.enabled", "needs metabolism.enabled: operators are paid from glial reserves")
             for key in ("interval", "window"):
                 ratio = getattr(st, key) / self.record.every
-                if abs(ratio - round(ratio)) > 1e-9 * max(1.0, ratio):
-                    raise KeyedError(f"structure.{key}", f"must be a whole multiple of record.every={self.record.every}")
+                if abs(ratio - round(ratio)) > 1e-9 * max(1.0, ratio) or round(ratio) < 1:
+                    raise KeyedError(f"structure.{key}", f"must be a whole multiple of record.every={self.record.every} "
+                                                     f"(at least one), found {getattr(st, key)}")
             if st.capacity and st.capacity < n:
                 raise KeyedError("structure.capacity", f"must be >= neurons.count={n} (or 0 for 2 x N), found {st.capacity}")
             if self.topology.kind == "all_to_all" and self.coupling.backend == "mean_field":
@@ -412,9 +429,55 @@ class Config(_Model):
                 raise KeyedError("structure.glia_capacity", f"must be >= the glia count {self.glia_count} (or 0 for 2 x G)")
             if (st.glia_creation.enabled or st.glia_removal.enabled) and self.glia.topology != "all_to_all":
                 raise KeyedError("structure.glia_creation", "glia operators need glia.topology: all_to_all")
-        if self.topology.kind == "modular" and self.topology.modules > n:
-            raise KeyedError("topology.modules", f"must be <= neurons.count={n}, found {self.topology.modules}")
+        self._check_topology()
+        if self.topology.kind == "all_to_all" and self.model == "glial_neural":
+            from .stability import step_problem
+
+            # exact here; graphs from generators or files are checked when built, before the first step
+            problem = step_problem(self, (n - 1) / n, max(0, self.glia_count - 1) / max(1, self.glia_count))
+            if problem:
+                raise KeyedError("solver.dt", problem)
         return self
+
+    def _check_ranges(self) -> None:
+        """Ratios the run turns into counts must be finite, schedule epochs must span a step, and phases must keep
+        their precision (a 1e-320 step, 1e308 glia per neuron or a 1e308 frequency would otherwise overflow)."""
+        if not math.isfinite(self.glia.ratio * self.neurons.count):
+            raise KeyedError("glia.ratio", f"glia.ratio x neurons.count is not finite, found {self.glia.ratio}")
+        if not math.isfinite(self.record.every / self.solver.dt):
+            key = "solver.dt" if self.solver.dt < 1e-300 else "record.every"
+            raise KeyedError(key, f"record.every / solver.dt is not finite ({self.record.every:g} / {self.solver.dt:g})")
+        if not math.isfinite(self.solver.duration / self.record.every):
+            raise KeyedError("solver.duration", f"solver.duration / record.every is not finite, found {self.solver.duration}")
+        for i, epoch in enumerate(self.metabolism.schedule):
+            if epoch.duration < self.solver.dt:
+                raise KeyedError(f"metabolism.schedule.{i}.duration", f"an epoch must last at least solver.dt="
+                                                                 f"{self.solver.dt} (one step), found {epoch.duration}")
+        eps = 2.0 ** -52 if self.dtype == "float64" else 2.0 ** -23
+        factor = max([f for e in self.metabolism.schedule for f in e.frequency.values()] + [1.0])
+        dists = [("neurons.frequency", self.neurons.frequency, self.neurons.count)] if not self.neurons.groups else [
+            (f"neurons.groups.{k}.frequency", grp.frequency, grp.count) for k, grp in self.neurons.groups.items()]
+        dists.append(("glia.frequency", self.glia.frequency, max(1, self.glia_count)))
+        for key, dist, count in dists:
+            speed = _max_abs(dist, count) * factor  # rad / time
+            step = speed * self.solver.dt
+            if step * eps > 1e-3 or speed * self.solver.duration > 2.0 ** 50:
+                raise KeyedError(key, f"frequencies up to {speed:.3g} rad/time advance phases by {step:.3g} rad per step "
+                                  f"and {speed * self.solver.duration:.3g} rad in all, beyond what {self.dtype} holds "
+                                  f"to 1e-3 rad; lower them, or solver.dt and solver.duration")
+
+    def _check_topology(self) -> None:
+        topo, n = self.topology, self.neurons.count
+        if topo.kind == "modular" and topo.modules > n:
+            raise KeyedError("topology.modules", f"must be <= neurons.count={n}, found {topo.modules}")
+        if topo.kind == "watts_strogatz":
+            if topo.k >= n:
+                raise KeyedError("topology.k", f"must be < neurons.count={n}, found {topo.k}")
+            if topo.k % 2:
+                raise KeyedError("topology.k", f"must be even (each neuron joins k / 2 neighbours on each side of the ring; "
+                                           f"networkx would silently use k - 1), found {topo.k}")
+        if topo.kind == "barabasi_albert" and topo.m >= n:
+            raise KeyedError("topology.m", f"must be < neurons.count={n}, found {topo.m}")
 
     @staticmethod
     def resolve_paths(data: dict, folder: Path) -> None:
@@ -442,6 +505,19 @@ class Config(_Model):
         return int(math.floor(self.solver.duration / self.record.every + 1e-9))
 
 
+def _max_abs(dist: Distribution, count: int) -> float:
+    """The largest |value| a frequency distribution gives `count` oscillators (rad / time; 8 sd for normal, the
+    extreme quantile for lorentzian)."""
+    c, w = abs(dist.center), dist.width
+    return {
+        "constant": c,
+        "values": max((abs(v) for v in dist.values or [0.0]), default=0.0),
+        "uniform": c + w,
+        "normal": c + 8.0 * w,
+        "lorentzian": c + w * math.tan(math.pi / 2 - math.pi / (2 * max(1, count))),
+    }[dist.distribution]
+
+
 class KeyedError(ValueError):
     """A cross-field error that names its own key path."""
 
@@ -452,88 +528,93 @@ class KeyedError(ValueError):
 
 
 # ----------------------------------------------------------------------------------------------- loading
-class SafeLoader(yaml.SafeLoader):
-    """PyYAML's safe loader (no tags construct objects) with YAML 1.2 floats: '1e-3' is a number, not a string."""
+SafeLoader = textfiles.SafeLoader
 
 
-SafeLoader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
-SafeLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-                |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-                |\.[0-9_]+(?:[eE][-+][0-9]+)?
-                |[-+]?\.(?:inf|Inf|INF)
-                |\.(?:nan|NaN|NAN))$""", re.X),
-    list("-+0123456789."),
-)
+def _safe_load(text: str, source: str = "<yaml>", prefix: str = ""):
+    """YAML text -> data (safe loader; duplicate keys and exploding aliases refused); prefix: see textfiles.parse."""
+    return textfiles.parse(text, source, prefix)[0]
 
 
-def _safe_load(text: str):
-    return yaml.load(text, Loader=SafeLoader)  # noqa: S506 - SafeLoader subclass: no object construction
+@dataclass(frozen=True)
+class Override:
+    """One 'key.path=value' override: the key path it sets and the text it came from."""
 
-def _yaml_error(source: str, exc: yaml.YAMLError) -> ConfigError:
-    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-    where = f"{source}:{mark.line + 1}" if mark is not None else source
-    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-    if isinstance(exc, yaml.constructor.ConstructorError):
-        problem = f"{problem} (YAML tags are not allowed in dgnn configs)"
-    return ConfigError(f"{where}: YAML error: {problem}")
+    path: tuple[str, ...]
+    text: str
 
-
-def _key_lines(text: str) -> dict[str, int]:
-    """Dotted key path -> 1-based line in the YAML text (best effort, for error messages)."""
-    out: dict[str, int] = {}
-    try:
-        root = yaml.compose(text, Loader=SafeLoader)
-    except yaml.YAMLError:
-        return out
-
-    def walk(node, prefix):
-        if isinstance(node, yaml.MappingNode):
-            for k, v in node.value:
-                key = f"{prefix}.{k.value}" if prefix else str(k.value)
-                out[key] = k.start_mark.line + 1
-                walk(v, key)
-
-    walk(root, "")
-    return out
+    @property
+    def key(self) -> str:
+        return ".".join(self.path)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
     """'a.b.c=value' -> (['a','b','c'], value parsed as a YAML scalar)."""
     if "=" not in text:
-        raise ConfigError(f"overrides {text!r}: expected key.path=value (for example coupling.strength=2.0)")
+        raise ConfigError(f"override {text!r}: expected key.path=value (for example coupling.strength=2.0)")
     key, raw = text.split("=", 1)
     parts = key.strip().split(".")
-    if not all(parts):
-        raise ConfigError(f"overrides {text!r}: empty key in path {key!r}")
-    try:
-        value = _safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"overrides {key}: value {raw!r} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    return parts, value
+    if not all(p.strip() for p in parts):
+        raise ConfigError(f"override {text!r}: empty key in path {key!r}")
+    value = _safe_load(raw, f"override {text}", ".".join(p.strip() for p in parts)) if raw.strip() else None
+    return [p.strip() for p in parts], value
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
-    """Set each 'key.path=value' into a nested dict (copying), creating mappings as needed."""
+    """Set each 'key.path=value' into a nested dict (copying), creating mappings as needed; a number indexes a list."""
     import copy
 
     data = copy.deepcopy(data)
     for text in overrides or []:
         parts, value = parse_override(text)
         node = data
-        for i, part in enumerate(parts[:-1]):
-            nxt = node.get(part)
-            if nxt is None:
-                nxt = node[part] = {}
-            if not isinstance(nxt, dict):
-                raise ConfigError(f"overrides {text}: {'.'.join(parts[: i + 1])} is a value, not a section")
-            node = nxt
-        node[parts[-1]] = value
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            if isinstance(node, list):
+                if not (part.isdigit() and int(part) < len(node)):
+                    raise ConfigError(f"override {text}: {'.'.join(parts[:i])} is a list of {len(node)}; "
+                                      f"{part!r} is not an index of it")
+                part = int(part)
+            elif not isinstance(node, dict):
+                raise ConfigError(f"override {text}: {'.'.join(parts[:i])} is a value, not a section")
+            if last:
+                node[part] = value
+            else:
+                nxt = node.get(part) if isinstance(node, dict) else node[part]
+                if nxt is None:
+                    nxt = node[part] = {}
+                node = nxt
     return data
 
 
-def _format_validation(exc: ValidationError, source: str, lines: dict[str, int]) -> ConfigError:
+def _blame(key: str, overrides: list[Override]) -> Override | None:
+    """The override that set `key` (or a section holding it, or a key inside it): the last and most specific."""
+    best, score = None, -1
+    for o in overrides:
+        k = o.key
+        if k == key:
+            s = 3
+        elif key.startswith(k + "."):
+            s = 2
+        elif k.startswith(key + "."):
+            s = 1
+        else:
+            continue
+        if s >= score:
+            best, score = o, s
+    return best
+
+
+def locate(key: str, source: str, lines: dict[str, int], overrides: list[Override] = ()) -> str:
+    """Where a key was set: 'override key=value', else 'file:line' (or the file when the key took its default)."""
+    o = _blame(key, list(overrides))
+    if o is not None:
+        return f"override {o.text}"
+    line = lines.get(key)
+    return f"{source}:{line}" if line else source
+
+
+def _format_validation(exc: ValidationError, source: str, lines: dict[str, int], overrides=()) -> ConfigError:
     msgs = []
     for err in exc.errors():
         loc = [str(p) for p in err["loc"] if not str(p).startswith("function-after")]
@@ -541,21 +622,29 @@ def _format_validation(exc: ValidationError, source: str, lines: dict[str, int])
         if isinstance(ctx_err, KeyedError):
             key, msg = ctx_err.key, ctx_err.msg
         else:
+            named = loc[-1:] == ["[key]"]  # a mapping's key (a name) failed, not its value
+            loc = loc[:-2] if named else loc
             key = ".".join(loc) or "(top level)"
             msg = err["msg"].removeprefix("Value error, ")
+            if named:
+                msg = f"name {_short(err['input'])}: {msg}"
             if err["type"] == "extra_forbidden":
-                msg = "unknown key (check the spelling against the README config reference)"
-            elif "input" in err and err["type"] not in ("missing",) and not isinstance(err["input"], dict):
-                msg = f"{msg}, found {err['input']!r}"
-        line = lines.get(key)
-        where = f"{source}:{line}" if line else source
-        msgs.append(f"{where}: {key}: {msg}")
+                msg = "unknown key (check the spelling against the config reference)"
+            elif "input" in err and err["type"] not in ("missing",) and not isinstance(err["input"], dict) and not named:
+                msg = f"{msg}, found {_short(err['input'])}"
+        msgs.append(f"{locate(key, source, lines, overrides)}: {textfiles.show_key(key)}: {msg}")
     return ConfigError(msgs[0] + (f" (and {len(msgs) - 1} more)" if len(msgs) > 1 else ""))
 
 
-def config_from_dict(data: dict, source: str = "<config>", text: str | None = None, model: type = None):
-    """Validate a plain dict into a Config (or another config `model`); errors name the dotted key path (and the
-    line when text is given)."""
+def _short(value, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def config_from_dict(data: dict, source: str = "<config>", text: str | None = None, model: type = None, *,
+                     lines: dict[str, int] | None = None, overrides: list[Override] = ()):
+    """Validate a plain dict into a Config (or another config `model`); errors name the dotted key path and where
+    it was set (the line when the YAML text or its key lines are given, or the override)."""
     model = Config if model is None else model
     if data is None:
         data = {}
@@ -564,40 +653,57 @@ def config_from_dict(data: dict, source: str = "<config>", text: str | None = No
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise _format_validation(exc, source, _key_lines(text) if text else {}) from None
+        if lines is None and text:
+            lines = textfiles.parse(text, source)[1]
+        raise _format_validation(exc, source, lines or {}, overrides) from None
+    except RecursionError:  # a self-referencing value (a recursive YAML alias built outside the loader)
+        raise ConfigError(f"{source}: a value refers to itself") from None
+
+
+def read_config(path: str | Path) -> tuple[dict, dict[str, int]]:
+    """A YAML config file -> (top-level mapping, key lines)."""
+    path = Path(path)
+    data, lines = textfiles.parse(textfiles.read_text(path, "config"), str(path))
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level, found {type(data).__name__}")
+    return data, lines
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None, model: type = None):
     """Read a YAML file (safe loader), apply 'key.path=value' overrides and validate into `model` (Config).
     File paths inside are taken relative to the config file's folder (the model's `resolve_paths`)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read config ({exc.__class__.__name__})") from None
-    try:
-        data = _safe_load(text)
-    except yaml.YAMLError as exc:
-        raise _yaml_error(str(path), exc) from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of keys at the top level, found {type(data).__name__}")
+    data, lines = read_config(path)
+    parsed = [Override(tuple(parse_override(t)[0]), t) for t in overrides or []]
     data = apply_overrides(data, overrides or [])
     model = Config if model is None else model
     if hasattr(model, "resolve_paths"):  # models holding file paths resolve them against the config's folder
         model.resolve_paths(data, path.parent)
-    return config_from_dict(data, str(path), text, model)
+    return config_from_dict(data, str(path), model=model, lines=lines, overrides=parsed)
+
+
+def config_location(path: str | Path, key: str, overrides: list[str] | None = None) -> str:
+    """Where `key` of the config file at `path` was set ('file:line', 'override k=v' or the file), for errors raised
+    after validation (building a run); best effort."""
+    try:
+        lines = read_config(path)[1]
+        parsed = [Override(tuple(parse_override(t)[0]), t) for t in overrides or []]
+    except ConfigError:
+        return str(path)
+    return locate(key, str(path), lines, parsed)
 
 
 def resolve_path(value, folder: Path):
     """A file path from a config: relative paths are taken from the config file's folder (stored absolute)."""
-    if not isinstance(value, str):
+    if not isinstance(value, str) or "\0" in value:
+        return value  # validation names the bad value
+    try:
+        p = Path(value).expanduser()
+        return str(p if p.is_absolute() else (folder / p).resolve())
+    except (OSError, RuntimeError, ValueError):
         return value
-    p = Path(value).expanduser()
-    return str(p if p.is_absolute() else (folder / p).resolve())
 
 
 def config_to_yaml(cfg: Config) -> str:
@@ -605,9 +711,7 @@ def config_to_yaml(cfg: Config) -> str:
     return yaml.safe_dump(cfg.model_dump(mode="python"), sort_keys=False, default_flow_style=False, width=120)
 
 
-def config_from_yaml_text(text: str, source: str = "<stored config>") -> Config:
-    try:
-        data = _safe_load(text)
-    except yaml.YAMLError as exc:
-        raise _yaml_error(source, exc) from None
-    return config_from_dict(data, source, text)
+def config_from_yaml_text(text: str, source: str = "<stored config>", model: type = None):
+    """A config stored as YAML text (a trace attribute, a run folder's config.yaml)."""
+    data, lines = textfiles.parse(text, source)
+    return config_from_dict(data, source, model=model, lines=lines)

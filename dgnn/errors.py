@@ -6,7 +6,14 @@ class DgnnError(Exception):
 
 
 class ConfigError(DgnnError, ValueError):
-    """Bad user input: a config key, an override, a file. The CLI prints one line and exits 2."""
+    """Bad user input: a config key, an override, a file. The CLI prints one line and exits 2.
+
+    key: the dotted config key the message starts with, when it was raised after validation (building a run), so
+    that the CLI can add where that key was set (the file and line, or the override)."""
+
+    def __init__(self, message: str, key: str | None = None):
+        super().__init__(message)
+        self.key = key
 
 
 class SimulationFailed(DgnnError, RuntimeError):

@@ -11,7 +11,7 @@ from .config import Config
 from .coupling import MeanField, make_backend
 from .errors import ConfigError
 from .potentials import HKB, KURAMOTO
-from .topology import Graph, build_graph, domains
+from .topology import Graph, build_graph, domain_graph, domains
 from .trig import DomainMeans, Param, Trig, is_zero, param_abs, param_sin
 
 
@@ -84,9 +84,10 @@ class GlialNeuralField:
         cross=None,  # dgnn.crossfreq.CrossFrequency: n:m coupling between neuron groups
         frequency_schedule=None,  # dgnn.crossfreq.FrequencySchedule: omega factors per behavioural state
         schedule=None,  # dgnn.metabolism.Schedule of behavioural states, or None without one
+        glia_graph: Graph | None = None,  # the glia's own graph (glia.topology: domains), None for all-to-all glia
     ):
         self.omega, self.nu = omega, nu
-        self.n_domains, self.schedule = n_domains, schedule
+        self.n_domains, self.schedule, self.glia_graph = n_domains, schedule, glia_graph
         self.cross, self.frequency_schedule = cross, frequency_schedule
         self.metabolism = metabolism
         self.graph = graph
@@ -256,16 +257,14 @@ class GlialNeuralField:
         n_domains = cfg.domain_count
         neuron_domain = domains(n, n_domains, graph.modules)
         glia_domain = domains(g, n_domains, None) if g else np.zeros(0, dtype=np.int64)
-        glia_coupling = None
+        glia_coupling, glia_graph = None, None
         k_gg = par("glia.coupling")
         if g and not is_zero(k_gg):
             if cfg.glia.topology == "all_to_all":
                 glia_coupling = MeanField(g, k_gg, KURAMOTO.harmonics, 0.0)
             else:
-                glia_coupling = make_backend(
-                    domain_graph(graph, neuron_domain, glia_domain, n_domains),
-                    k_gg, KURAMOTO.harmonics, 0.0, "auto", device, dtype,
-                )
+                glia_graph = domain_graph(graph, neuron_domain, glia_domain, n_domains)
+                glia_coupling = make_backend(glia_graph, k_gg, KURAMOTO.harmonics, 0.0, "auto", device, dtype)
         drive = None
         if cfg.drive.kind != "none":
             mask = torch.zeros(n, device=device, dtype=dtype)
@@ -302,6 +301,7 @@ class GlialNeuralField:
             cross=CrossFrequency.from_points(points, par),
             frequency_schedule=FrequencySchedule.build(cfg, schedule, device, dtype),
             schedule=schedule if cfg.metabolism.schedule else None,
+            glia_graph=glia_graph,
         )
         if cfg.structure.enabled:
             field.make_plastic(cfg.structure, n, graph, strength, potential.harmonics, lag)
@@ -338,20 +338,6 @@ def batched(values: list[float], replicas: int, device, dtype) -> Param:
     if all(v == values[0] for v in values):
         return float(values[0])
     return torch.tensor(values, device=device, dtype=dtype).repeat_interleave(replicas).unsqueeze(1)
-
-
-def domain_graph(graph: Graph, neuron_domain: np.ndarray, glia_domain: np.ndarray, n_domains: int) -> Graph:
-    """Glia graph: glia g, h are linked when a neuron edge joins their domains (or they share a domain)."""
-    adjacent = np.ones((n_domains, n_domains), dtype=bool)  # all_to_all joins every pair of domains
-    if not graph.implicit:
-        adjacent[:] = False
-        adjacent[neuron_domain[graph.target], neuron_domain[graph.source]] = True
-        np.fill_diagonal(adjacent, True)
-    linked = adjacent[np.ix_(glia_domain, glia_domain)]  # (G, G)
-    np.fill_diagonal(linked, False)
-    tgt, src = np.nonzero(linked)
-    e, n = tgt.size, glia_domain.size
-    return Graph(n, "domains", tgt.astype(np.int64), src.astype(np.int64), np.ones(e), None, None, e / n if e else 1.0)
 
 
 def synaptic_load(graph: Graph, strength: float) -> np.ndarray:

@@ -1,12 +1,15 @@
 """Figures of a trace (matplotlib, Agg, PNG): r(t), phase raster, PLV heat map, frequency histogram."""
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 import numpy as np
 
-from .analysis import mean_frequency, plv_matrix
-from .traces import Trace, read_trace
+from .analysis import check_trace, load, mean_frequency, plv_matrix
+from .errors import ConfigError
+from .folders import make_folder
+from .traces import Trace
 
 RASTER_MAX_NEURONS = 400
 PLV_MAX_NEURONS = 400
@@ -20,17 +23,24 @@ def write_figures(trace: Trace | str, out_dir: str | Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     if not isinstance(trace, Trace):
-        trace = read_trace(trace)
+        trace = load(trace)
+    check_trace(trace)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_folder(out_dir, "out_dir")
     t, m = trace.time, trace.metrics
     paths = []
 
     def save(fig, name):
         p = out_dir / name
         fig.tight_layout()
-        fig.savefig(p, dpi=110)
-        plt.close(fig)
+        try:
+            fig.savefig(p, dpi=110)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise  # the disk, not the input: not a usage error
+            raise ConfigError(f"out_dir {out_dir}: cannot write {name} ({exc.strerror or exc})") from None
+        finally:
+            plt.close(fig)
         paths.append(p)
 
     fig, ax = plt.subplots(figsize=(7, 3.2))
@@ -48,7 +58,7 @@ def write_figures(trace: Trace | str, out_dir: str | Path) -> list[Path]:
     ax.legend(loc="lower right", fontsize=8)
     save(fig, "order_parameter.png")
 
-    if trace.neuron_phase is not None:
+    if trace.neuron_phase is not None and len(t) >= 2:  # one record has no time span to draw
         ph = trace.neuron_phase[:, 0, :RASTER_MAX_NEURONS]  # (T, n)
         wrapped = np.angle(np.exp(1j * ph))
         fig, ax = plt.subplots(figsize=(7, 3.6))

@@ -13,9 +13,12 @@ import torch
 
 from .config import Config, config_from_yaml_text, config_to_yaml
 from .errors import ConfigError, SimulationFailed
+from .folders import make_folder
 from .model import build_field
+from .resources import check_memory
 from .sampling import sample_phases
 from .solvers import CudaGraphLoop, GaussianIncrements, graph_reason, solve
+from .stability import check_points
 from .traces import Series, TraceWriter
 from .trig import DomainMeans
 from .version import __version__
@@ -29,9 +32,17 @@ def resolve_device(name: str) -> torch.device:
     """'auto' -> cuda when available, else cpu; 'cuda' without a GPU is a config error."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device: 'cuda' requested but no CUDA device is available; use device: auto or cpu")
-    return torch.device(name)
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"device {name!r}: not a device; use auto, cpu or cuda", key="device") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r}: no CUDA device is available here; use auto or cpu", key="device")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ConfigError(f"device {name!r}: only {torch.cuda.device_count()} CUDA devices here", key="device")
+    if dev.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device {name!r}: only cpu and cuda are supported", key="device")
+    return dev
 
 
 class Simulation:
@@ -43,10 +54,12 @@ class Simulation:
         and initial phases from its own seed; the noise stream is cfg's."""
         points = points or [cfg]
         self.cfg, self.points = cfg, points
-        self.device = torch.device(device) if device is not None else resolve_device(cfg.device)
+        self.device = resolve_device(str(device) if device is not None else cfg.device)
         self.dtype = torch.float64 if cfg.dtype == "float64" else torch.float32
+        check_memory(cfg, len(points), self.device)  # before anything big is allocated
         streams = [np.random.SeedSequence(p.seed).spawn(3) for p in points]  # params, initial state, noise
         self.field = build_field(points, self.device, self.dtype, [np.random.default_rng(s[0]) for s in streams])
+        check_points(points, self.field)  # a step outside the method's stability interval: refused before stepping
         self.n, self.g, self.b = self.field.n_neurons, self.field.n_glia, cfg.replicas * len(points)
         self.n_phase = self.n + self.g
         self.metabolism = getattr(self.field, "metabolism", None)
@@ -335,7 +348,7 @@ def prepare_run_dir(out: Path, overwrite: bool) -> None:
         if figs.is_dir():
             for png in figs.glob("*.png"):
                 png.unlink()
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out, "out")
 
 
 def _loop(sim: Simulation, writer: TraceWriter, should_stop, progress: bool, bar=None) -> RunResult:

@@ -196,8 +196,8 @@ def _open(path) -> h5py.File:
 def read_trace(path, phases: bool = True) -> Trace:
     """Read a trace (file or run folder) into numpy arrays; phases=False skips the (T, B, N) arrays."""
     with _open(path) as h5:
-        if "time" not in h5 or "config" not in h5.attrs:
-            raise ConfigError(f"{h5.filename}: not a dgnn trace (no /time or config attribute)")
+        if not _has_time(h5) or "config" not in h5.attrs:
+            raise ConfigError(f"{h5.filename}: not a dgnn trace (no /time series or config attribute)")
         rows = h5["time"].shape[0]
         get = lambda name: h5[name][:rows] if (phases and name in h5) else None  # noqa: E731
         metrics = {k: v[:rows] for k, v in h5["metrics"].items()} if "metrics" in h5 else {}
@@ -232,13 +232,18 @@ def read_trace(path, phases: bool = True) -> Trace:
         )
 
 
+def _has_time(h5: h5py.File) -> bool:
+    """/time is a one-dimensional dataset (the record times)."""
+    return isinstance(h5.get("time"), h5py.Dataset) and h5["time"].ndim == 1
+
+
 def describe(path) -> dict:
     """Status, attributes and dataset shapes of a trace without loading its arrays."""
     with _open(path) as h5:
         shapes = {}
         h5.visititems(lambda name, obj: shapes.__setitem__(name, tuple(obj.shape)) if isinstance(obj, h5py.Dataset) else None)
         attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in h5.attrs.items()}
-        time = h5["time"][:] if "time" in h5 else np.zeros(0)
+        time = h5["time"][:] if _has_time(h5) else np.zeros(0)
         return {
             "path": str(h5.filename),
             "attrs": attrs,

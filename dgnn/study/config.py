@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from ..config import KeyedError, _Model, resolve_path
+from ..config import FolderName, KeyedError, _Model, resolve_path
 from ..errors import ConfigError
 from ..energy import PENALTIES, EnergyTable
 from ..learn.config import DatasetConfig, ModelConfig, TrainConfig
@@ -92,10 +92,10 @@ class TransferStudy(_Model):
 
 
 class CompareConfig(_Model):
-    name: str = "compare"
+    name: FolderName = "compare"  # the default results folder is outputs/<name>-<timestamp>
     seeds: int = Field(10, ge=1)  # seeds 0 .. seeds-1 (seed 002 uses 10)
     datasets: list[DatasetConfig] = [DatasetConfig(name="digits")]
-    models: dict[str, ModelConfig] = {"mlp": ModelConfig(kind="mlp")}
+    models: dict[FolderName, ModelConfig] = {"mlp": ModelConfig(kind="mlp")}  # names are in checkpoint file names
     lambdas: list[float] = [0.0]
     energy: Literal[PENALTIES] = "activation"  # which dgnn.energy measure the loss penalises
     train: TrainConfig = TrainConfig()

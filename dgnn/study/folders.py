@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..folders import make_folder
 from .storage import DEFAULT_FILE, redact
 
 
@@ -43,7 +44,7 @@ def claim_folder(out: Path, overwrite: bool, owned: tuple[str, ...], url: str, s
         elif _marker(out) != mine and not (out / DEFAULT_FILE).exists():
             raise ConfigError(f"out {out}: folder is not empty and holds no files of study {study!r}; pass "
                               "overwrite=True to replace its contents, or choose another folder")
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out, "out")
     if _marker(out) != mine:
         atomic_write(out / MARKER, json.dumps(mine))
 

@@ -47,7 +47,8 @@ def parse_grid(items: list[str]) -> dict[str, list]:
             raise ConfigError(f"grid {item!r}: expected key.path=v1,v2,... (for example coupling.strength=0.5,1,2)")
         key, raw = (x.strip() for x in item.split("=", 1))
         try:
-            values = _safe_load(raw) if raw.startswith("[") else [_safe_load(v) for v in raw.split(",")]
+            load = lambda text: _safe_load(text, f"--grid {key}", key)  # noqa: E731
+            values = load(raw) if raw.startswith("[") else [load(v) for v in raw.split(",")]
         except yaml.YAMLError:
             raise ConfigError(f"grid {key}: cannot parse values {raw!r}") from None
         if not isinstance(values, list) or not values or any(v is None or isinstance(v, (list, dict)) for v in values):

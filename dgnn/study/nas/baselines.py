@@ -10,7 +10,7 @@ from pathlib import Path
 from ..engine import Unit, UnitFailed, WorkQueue, run_workers
 from ..storage import Heartbeat
 from .config import SearchConfig
-from .evaluate import measure
+from .evaluate import measure, task_data
 
 LAMBDAS = (0.0, 0.01, 0.1, 0.3, 1.0, 3.0, 10.0)  # seed 002's sweep
 
@@ -38,11 +38,10 @@ class BaselineJob:
         from ...learn.models import build_model
         from ...learn.train import train
         from ...search import Budget, make_strategy
-        from .run import _task
 
         cfg, b = self.cfg, self.cfg.baselines[self.label]
         torch.set_num_threads(cfg.threads)
-        data = _task(cfg.task.model_dump_json(), cfg.seed)
+        data = task_data(cfg.task.model_dump_json(), cfg.seed)
         seed = cfg.seed + unit.params["seed"]
         t0 = time.perf_counter()
         try:

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
-from ...config import Config, KeyedError, _Model
+from ...config import Config, FolderName, KeyedError, _Model
 from ...energy import PENALTIES, EnergyTable
 from ...errors import ConfigError
 from ...learn.config import DatasetConfig, ModelConfig, TrainConfig
@@ -59,7 +59,7 @@ class Baseline(_Model):
 class SearchConfig(_Model):
     model_config = ConfigDict(**_Model.model_config, serialize_by_alias=True, validate_by_name=True)
 
-    name: str = "search"
+    name: FolderName = "search"  # the default folder is outputs/<name>-<timestamp>-search
     seed: int = Field(0, ge=0)
     task: DatasetConfig | None = DatasetConfig(name="digits")  # a classification task (or None with dynamics)
     dynamics: dict | None = None  # free dynamics instead: a `dgnn run` config the space varies (see docs)

@@ -3,6 +3,7 @@ measure information I(Y; Y_hat) in bits and accuracy on the validation split (th
 (reported beside it), and its energies in every measure it has (dgnn.energy)."""
 from __future__ import annotations
 
+import functools
 import math
 import time
 
@@ -11,8 +12,8 @@ import torch
 from torch import nn
 
 from ...energy import EnergyTable, mac_joules
-from ...learn.config import ModelConfig, TrainConfig
-from ...learn.data import Dataset
+from ...learn.config import DatasetConfig, ModelConfig, TrainConfig
+from ...learn.data import Dataset, load_dataset
 from ...learn.measures import confusion_matrix, mutual_information_bits
 from ...learn.models import build_model, parameter_count
 from ...learn.train import train
@@ -70,3 +71,11 @@ def train_candidate(candidate: dict, data: Dataset, seed: int, penalty: str, ene
     row = measure(res.model, data, energy, table, dtype)
     row.update(epochs=res.epochs, seconds=time.perf_counter() - t0)
     return row, res.history
+
+
+@functools.lru_cache(maxsize=2)
+def task_data(task_json: str, seed: int):
+    """The task's splits for the search's split seed (one load per process, shared by its trials)."""
+    return load_dataset(DatasetConfig.model_validate_json(task_json), seed)
+
+

@@ -4,39 +4,25 @@ runs as units of a sibling study in the same storage, under the same budget; run
 every study, and workers on other machines join with the same storage and study name."""
 from __future__ import annotations
 
-import functools
 import json
 import multiprocessing
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
 
-from ...config import config_to_yaml
 from ...errors import ConfigError
-from ...learn.data import load_dataset
 from ..engine import CONFIG, KIND, REASON, ROW, UnitFailed, check_same, jsonable
-from ..folders import atomic_write, claim_folder
-from ..storage import Heartbeat, open_storage, resolve
+from ..folders import atomic_write
+from ..storage import Heartbeat, open_storage
 from .config import SearchConfig
-from .evaluate import train_candidate
+from .evaluate import task_data, train_candidate
 from .samplers import make_sampler
 
 OWNED = ("trials", "trials.csv", "pareto.csv", "summary.json", "search.yaml", "figures")
 CANDIDATE, SEED, STRATEGY = "dgnn:candidate", "dgnn:seed", "dgnn:strategy"
-
-
-@dataclass
-class SearchResult:
-    out: Path
-    study: str
-    storage: str
-    trials: list[dict]
-    summary: dict
-    status: str  # complete | interrupted
 
 
 def directions(cfg: SearchConfig) -> list[str]:
@@ -63,13 +49,6 @@ def open_study(cfg: SearchConfig, url: str, name: str, heartbeat: Heartbeat, ove
         study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
         check_same(study, name, "search", _stored(cfg), extendable=("budget",))
     return study
-
-
-@functools.lru_cache(maxsize=2)
-def _task(task_json: str, seed: int):
-    from ...learn.config import DatasetConfig
-
-    return load_dataset(DatasetConfig.model_validate_json(task_json), seed)
 
 
 class Objective:
@@ -130,7 +109,7 @@ def evaluate_record(record: dict) -> tuple[dict, dict]:
     from ...energy import EnergyTable
 
     dtype = torch.float64 if record["dtype"] == "float64" else torch.float32
-    data = _task(json.dumps(record["task"], sort_keys=True), record["split_seed"])
+    data = task_data(json.dumps(record["task"], sort_keys=True), record["split_seed"])
     return train_candidate(record["candidate"], data, record["seed"], record["penalty"], record["energy"],
                            EnergyTable.model_validate(record["energy_table"]), dtype)
 
@@ -261,31 +240,3 @@ def run_strategy(cfg: SearchConfig, url: str, name: str, out: Path, workers: int
             optimize(cfg, url, name, out, heartbeat, should_stop, bar=bar)
         finally:
             bar.close()
-
-
-def search(cfg: SearchConfig, out: str | Path | None = None, *, storage: str | None = None, study: str | None = None,
-           workers: int = 1, trials: int | None = None, overwrite: bool = False, progress: bool = True,
-           should_stop=None, heartbeat: Heartbeat = Heartbeat()) -> SearchResult:
-    """Run (or continue) the search and its baselines; write trials.csv, pareto.csv, summary.json and figures."""
-    from ...simulation import default_run_dir
-    from .baselines import run_baselines
-    from .outputs import write_outputs
-
-    if trials is not None:
-        cfg = cfg.model_copy(update={"budget": cfg.budget.model_copy(update={"trials": trials})})
-    if workers < 1:
-        raise ConfigError(f"workers: expected >= 1, found {workers}")
-    cfg.search_space()  # a bad space fails before anything is written
-    out = Path(out) if out is not None else default_run_dir(cfg).with_name(default_run_dir(cfg).name + "-search")
-    url, name = resolve(storage, out), study or f"search-{cfg.name}"
-    claim_folder(out, overwrite, OWNED, url, name)
-    open_study(cfg, url, name, heartbeat, overwrite=overwrite)
-    atomic_write(out / "search.yaml", config_to_yaml(cfg))
-    t0 = time.perf_counter()
-    run_strategy(cfg, url, name, out, workers, heartbeat, should_stop, progress)
-    run_baselines(cfg, url, name, out, workers, heartbeat, should_stop, overwrite)
-    rows, summary = write_outputs(cfg, url, name, out, heartbeat)
-    summary["wall_seconds_this_call"] = time.perf_counter() - t0
-    atomic_write(out / "summary.json", json.dumps(summary, indent=2, default=float))
-    status = "interrupted" if should_stop is not None and should_stop() else "complete"
-    return SearchResult(out, name, url, rows, summary, status)
