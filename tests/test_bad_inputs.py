@@ -96,8 +96,8 @@ def test_duplicate_yaml_keys_are_refused_with_line_and_path(tmp_path, text, matc
 
 
 def test_duplicate_keys_are_refused_by_every_loader(tmp_path):
-    from dgnn.learn.compare import load_compare_config
-    from dgnn.search.config import StudyConfig
+    from dgnn.study.compare import load_compare_config
+    from dgnn.study.config import StudyConfig
 
     with pytest.raises(ConfigError, match=r"stored:2: seed: duplicate key"):
         config_from_yaml_text("seed: 1\nseed: 2\n", "stored")
@@ -389,7 +389,7 @@ def test_overrides_index_lists():
 def test_names_that_become_folders_cannot_escape_outputs(tmp_path, name):
     import yaml
 
-    from dgnn.learn.compare import load_compare_config
+    from dgnn.study.compare import load_compare_config
 
     path = tmp_path / "cmp.yaml"
     path.write_text(yaml.safe_dump({"name": name, "seeds": 1}))

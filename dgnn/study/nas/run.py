@@ -30,8 +30,9 @@ def directions(cfg: SearchConfig) -> list[str]:
 
 
 def _stored(cfg: SearchConfig) -> dict:
-    """What a study is checked against when it is opened again (the budget may grow)."""
-    return cfg.model_dump(mode="json")
+    """What the strategy's study is checked against when it is opened again: everything but the budget (which may
+    grow) and the baselines (each checked by its own study)."""
+    return {k: v for k, v in cfg.model_dump(mode="json").items() if k != "baselines"}
 
 
 def open_study(cfg: SearchConfig, url: str, name: str, heartbeat: Heartbeat, overwrite: bool = False,
