@@ -31,7 +31,7 @@ def claim_folder(out: Path, overwrite: bool, owned: tuple[str, ...], url: str, s
     engine checks the config); any other non-empty folder is refused unless overwrite, which removes only `owned`
     names, the marker and the embedded storage."""
     if out.exists() and not out.is_dir():
-        raise ConfigError(f"out {out}: exists and is not a directory")
+        raise ConfigError(f"out {out}: exists and is not a folder")
     mine = {"storage": redact(url), "study": study}
     if out.exists() and any(out.iterdir()):
         if overwrite:
