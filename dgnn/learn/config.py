@@ -80,6 +80,9 @@ class ModelConfig(_Model):
             raise ValueError("a strategy sets its own network and training: drop match_parameters / train")
         if self.potential == "kuramoto" and self.b != 0.0:
             raise ValueError("b is the HKB second harmonic; set potential: hkb to use it")
+        if self.kind != "mlp" and self.encoding == "drive" and self.input_scale >= 1.0:
+            raise ValueError("encoding 'drive' needs input_scale < 1 (drive / pinning ratio; the inputs settle at "
+                             f"asin(input_scale tanh x)), found {self.input_scale}")
         return self
 
 

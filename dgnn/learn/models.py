@@ -146,9 +146,6 @@ class OscillatorNet(nn.Module):
         self.readout = Readout(2 * sizes[-1], n_out, gen, dtype, cfg.readout_norm)
         self.offsets = torch.cumsum(torch.tensor([0] + sizes[1:]), 0).tolist()  # state layout of the layers
         self.drive = cfg.encoding == "drive"
-        if self.drive and cfg.input_scale >= 1.0:
-            raise ValueError("encoding 'drive' needs input_scale < 1 (drive / pinning ratio; the inputs settle at "
-                             f"asin(input_scale tanh x)), found {cfg.input_scale}")
 
     # ------------------------------------------------------------------------------------------------- dynamics
     def _field(self, x_phase: torch.Tensor):
