@@ -104,7 +104,7 @@ def test_condition_cycles_are_refused():
 # ------------------------------------------------------------------------------------------------------ a search
 def test_a_search_writes_its_outputs_resumes_and_reruns_a_trial(tmp_path):
     out = tmp_path / "s"
-    res = search(tiny(baselines={"lam": {"strategy": "mlp_lambda", "options": {"hidden": [8], "lambdas": [0.0, 1.0]}}}),
+    search(tiny(baselines={"lam": {"strategy": "mlp_lambda", "options": {"hidden": [8], "lambdas": [0.0, 1.0]}}}),
                  out, progress=False)
     rows = list(csv.DictReader(open(out / "trials.csv")))
     mine = [r for r in rows if r["strategy"] == "tpe"]
