@@ -105,7 +105,7 @@ def test_condition_cycles_are_refused():
 def test_a_search_writes_its_outputs_resumes_and_reruns_a_trial(tmp_path):
     out = tmp_path / "s"
     search(tiny(baselines={"lam": {"strategy": "mlp_lambda", "options": {"hidden": [8], "lambdas": [0.0, 1.0]}}}),
-                 out, progress=False)
+           out, progress=False)
     rows = list(csv.DictReader(open(out / "trials.csv")))
     mine = [r for r in rows if r["strategy"] == "tpe"]
     assert len(mine) == 3 and all(r["state"] == "complete" for r in mine)
@@ -159,3 +159,39 @@ def test_information_first_search_has_one_objective(tmp_path):
     study = optuna.load_study(study_name=res.study, storage=open_storage(res.storage))
     assert len(study.directions) == 1 and res.summary["objectives"] == "information" and res.summary["n_trials"] == 2
     assert all(isinstance(r["energy"], float) and r["energy"] > 0 for r in res.trials if r["strategy"] == "tpe")
+
+
+def test_a_killed_search_worker_s_trial_is_run_again(tmp_path):
+    """SIGKILL while a trial trains: running the command again finds the trial stale by its heartbeat, queues it
+    again with the same parameters and seed, and the search ends with its budget of completed trials."""
+    import os
+    import signal
+    import time
+
+    from optuna.trial import TrialState
+
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text(json.dumps({**TINY, "train": {"epochs": 400, "patience": 400}, "budget": {"trials": 2}}))
+    out = tmp_path / "k"
+    cmd = [sys.executable, "-m", "dgnn", "search", str(cfg), "--out", str(out), "--quiet", "--heartbeat", "1"]
+    first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy())
+    journal = out / "study.journal"
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 120:  # until a trial trains (running, its record written)
+        if journal.exists() and list((out / "trials").glob("*/candidate.yaml")):
+            running = optuna.load_study(study_name="search-tiny", storage=open_storage(f"journal://{journal}"))
+            if running.get_trials(states=(TrialState.RUNNING,)):
+                break
+        time.sleep(0.2)
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=30)
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    study = optuna.load_study(study_name="search-tiny", storage=open_storage(f"journal://{journal}"))
+    trials = study.get_trials()
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    stale = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(done) == 2 and len(stale) == 1
+    retry = [t for t in done if t.system_attrs.get("failed_trial") == stale[0].number]
+    assert len(retry) == 1 and retry[0].params == stale[0].params  # the same candidate, run again
+    assert retry[0].user_attrs["dgnn:seed"] == stale[0].user_attrs["dgnn:seed"]
