@@ -34,31 +34,39 @@ def _pattern(theta: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
 
 
 def attractor_information(cfg: Config, checkpoint: dict, replica: int, trials: int = 32, settle: float = 60.0,
-                          tol: float = 0.2, seed: int = 12345) -> dict:
-    """Freeze replica `replica` of a structural run (its synapses, active slots, frequencies, glia, reserves), start
-    `trials` random initial conditions as one batch, settle, and count distinct phase-locked patterns (max circular
-    difference < tol rad relative to the first active oscillator). Runs whose pattern still moves after 5 more time
-    units are non-stationary and count as one class. Returns count, bits = log2(classes) <= log2(trials), and the
-    locked fraction."""
+                          tol: float = 0.2, seed: int = 12345, frequencies: tuple | None = None) -> dict:
+    """Freeze replica `replica` of a run as it ended (a structural run's synapses, active slots, frequencies and
+    glia; the reserves with metabolism; a run without structure is its config's network with that replica's
+    frequencies: (omega (N,), nu (G,)) of that replica, from its trace), start `trials` random initial conditions
+    as one batch, settle, and count distinct phase-locked
+    patterns (max circular difference < tol rad relative to the first active oscillator). Runs whose pattern still
+    moves after 5 more time units are non-stationary and count as one class. Returns count, bits = log2(classes)
+    <= log2(trials), and the locked fraction."""
     frozen = _frozen(cfg, trials, settle, seed)
     sim = Simulation(frozen, device="cpu")
     ctl, f = sim.controller, sim.field
     dev, dt = f.omega.device, f.omega.dtype
     take = lambda key: torch.as_tensor(checkpoint[key][replica], device=dev, dtype=dt)  # noqa: E731
-    ctl.w.copy_(take("structure_w").expand_as(ctl.w))
-    ctl.active.copy_(take("structure_active").expand_as(ctl.active))
-    f.omega.copy_(take("structure_omega").expand_as(f.omega))
-    ctl.glia_active.copy_(take("structure_glia_active").expand_as(ctl.glia_active))
-    f.nu.copy_(take("structure_nu").expand_as(f.nu))
-    f.structure_changed()
-    ctl.invalidate()
+    if ctl is not None:
+        ctl.w.copy_(take("structure_w").expand_as(ctl.w))
+        ctl.active.copy_(take("structure_active").expand_as(ctl.active))
+        f.omega.copy_(take("structure_omega").expand_as(f.omega))
+        ctl.glia_active.copy_(take("structure_glia_active").expand_as(ctl.glia_active))
+        f.nu.copy_(take("structure_nu").expand_as(f.nu))
+        f.structure_changed()
+        ctl.invalidate()
+        act = ctl.active  # (B, C)
+    else:
+        if frequencies is not None:
+            f.omega.copy_(torch.as_tensor(frequencies[0], device=dev, dtype=dt).expand_as(f.omega))
+            f.nu.copy_(torch.as_tensor(frequencies[1], device=dev, dtype=dt).expand_as(f.nu))
+        act = torch.ones(trials, sim.n, device=dev, dtype=dt)
     block = torch.as_tensor(checkpoint["y"][replica, sim.n_phase:], device=dev, dtype=dt)
     rng = np.random.default_rng(seed)
     phases = torch.as_tensor(rng.uniform(-math.pi, math.pi, (trials, sim.n_phase)), device=dev, dtype=dt)
     sim.y = torch.cat([phases, block.expand(trials, -1)], dim=1)
     while sim.record < frozen.n_records:
         sim.advance()
-    act = ctl.active  # (B, C)
     first = _pattern(sim.y[:, : sim.n], act)
     for _ in range(5):
         sim.advance()

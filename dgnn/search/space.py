@@ -143,12 +143,16 @@ class SearchSpace:
             raise ConfigError(f"strategy grid: {exc} (space keys need choices or stepped ranges)") from None
 
     def probes(self) -> list[tuple[str, dict]]:
-        """For validation: for each key and each of its edge values, a point that makes the key active."""
+        """For validation: for each key and each of its edge values, a whole point that holds it (the conditions
+        it needs, and a first value for every key that then becomes active)."""
         out = []
         for name in self.order:
             for value in self.dims[name].edges():
                 point = self._enabling(name)
                 point[name] = value
+                for other in self.order:
+                    if other not in point and self.active(other, point):
+                        point[other] = self.dims[other].edges()[0]
                 out.append((name, point))
         return out
 

@@ -29,7 +29,7 @@ class Objectives(_Model):
     only) or mac_joules (every family: the cross-family comparison)."""
 
     use: Literal["energy_information", "information"] = "energy_information"  # (E min, I max), or I max alone
-    energy: Literal["metabolic", "mac_joules"] = "metabolic"
+    energy: Literal["metabolic", "mac_joules", "ledger"] = "metabolic"  # ledger: free dynamics
     score: Score = Score()
     accuracy_min: float | None = Field(None, ge=0.0, le=1.0)  # trial constraint: validation accuracy >= this
     energy_max: float | None = Field(None, gt=0.0)  # trial constraint: E <= this
@@ -61,7 +61,7 @@ class SearchConfig(_Model):
 
     name: FolderName = "search"  # the default folder is outputs/<name>-<timestamp>-search
     seed: int = Field(0, ge=0)
-    task: DatasetConfig | None = DatasetConfig(name="digits")  # a classification task (or None with dynamics)
+    task: DatasetConfig | None = DatasetConfig(name="digits")  # a classification task (null with dynamics)
     dynamics: dict | None = None  # free dynamics instead: a `dgnn run` config the space varies (see docs)
     model: dict = {"kind": "glial", "hidden": [16]}  # the base candidate: dgnn.learn ModelConfig keys
     train: TrainConfig = TrainConfig(epochs=20, patience=5)
@@ -83,8 +83,9 @@ class SearchConfig(_Model):
             raise KeyedError("task", "give a classification task or a dynamics block (one of the two)")
         if not self.space:
             raise KeyedError("space", "give at least one key to search over")
-        if self.dynamics is not None and self.objectives.energy != "metabolic":
-            raise KeyedError("objectives.energy", "free dynamics are scored by the ledger's energy: use metabolic")
+        if (self.dynamics is not None) != (self.objectives.energy == "ledger"):
+            raise KeyedError("objectives.energy", "free dynamics (a dynamics block) are scored by the ledger's energy, "
+                                                  "and only they: use ledger with dynamics, metabolic or mac_joules with a task")
         for name, b in self.baselines.items():
             if self.dynamics is not None:
                 raise KeyedError(f"baselines.{name}", "baselines are classifiers: give them a classification task")

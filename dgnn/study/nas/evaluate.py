@@ -79,3 +79,37 @@ def task_data(task_json: str, seed: int):
     return load_dataset(DatasetConfig.model_validate_json(task_json), seed)
 
 
+
+
+def evaluate_dynamics(run: dict, folder, attractor_trials: int) -> tuple[dict, dict]:
+    """A free-running candidate (a `dgnn run` config): simulate it into folder/trace.h5, then E = the energy its
+    neurons drew from the glial reserves (the `ledger` measure, per unit time) and I = log2 of the distinct
+    attractors its network reaches from random initial conditions (dgnn.attractors), both means over replicas."""
+    from ...analysis import summarize
+    from ...attractors import attractor_information
+    from ...config import config_from_dict
+    from ...energy import ledger_consumed
+    from ...metabolism import LEDGER
+    from ...simulation import run as simulate
+    from ...traces import read_trace
+
+    cfg = config_from_dict(run, "candidate run")
+    t0 = time.perf_counter()
+    res = simulate(cfg, folder, overwrite=True, progress=False)
+    if res.status != "complete":
+        raise UnitFailed(f"the run {res.status}: {res.message}")
+    trace = read_trace(res.path, phases=False)
+    if not trace.metabolism:
+        raise UnitFailed("a free-dynamics candidate needs metabolism.enabled (its energy is the ledger's)")
+    span = float(trace.time[-1] - trace.time[0])
+    energy = ledger_consumed({k: trace.metabolism[f"ledger/{k}"] for k in LEDGER}) / span
+    freq = (trace.static["neurons/frequency"], trace.static.get("glia/frequency", np.zeros((cfg.replicas, 0))))
+    bits = [attractor_information(cfg, trace.checkpoint, b, trials=attractor_trials,
+                                  frequencies=(freq[0][b], freq[1][b]))["bits"] for b in range(cfg.replicas)]
+    s = summarize(trace)
+    row = {"energy": energy, "energy_measure": "ledger", "information_bits": float(np.mean(bits)),
+           "information_bits_sd": float(np.std(bits)), "accuracy": math.nan, "accuracy_test": math.nan,
+           "information_bits_test": math.nan, "metabolic_energy": energy, "joules_per_inference": math.nan,
+           "parameters": 0, "macs": 0.0, "r_mean": s["neurons"]["order_parameter_mean"],
+           "metastability": s["neurons"]["metastability"], "seconds": time.perf_counter() - t0}
+    return row, {}

@@ -91,9 +91,10 @@ def write_outputs(cfg: SearchConfig, url: str, name: str, out: Path, heartbeat: 
     rows = collect(cfg, url, name, heartbeat)
     write_csv(out / "trials.csv", rows)
     strategies = [cfg.strategy.name, *cfg.baselines]
-    main_column = {"metabolic": "metabolic_energy", "mac_joules": "joules_per_inference"}[cfg.objectives.energy]
+    main_column = {"metabolic": "metabolic_energy", "mac_joules": "joules_per_inference",
+                   "ledger": "energy"}[cfg.objectives.energy]
     planes = {"objective": plane(rows, main_column, strategies)}
-    if main_column != "joules_per_inference":
+    if main_column == "metabolic_energy":
         planes["mac_joules"] = plane(rows, "joules_per_inference", strategies)
     mine = planes["objective"]["strategies"].get(cfg.strategy.name, {"trials": 0, "hypervolume": 0.0, "pareto": []})
     front_numbers = {p["number"] for p in mine["pareto"]}

@@ -79,10 +79,11 @@ class Objective:
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write(folder / "candidate.yaml", config_to_yaml_dict(record))
         try:
-            row, history = evaluate_record(record)
+            row, history = evaluate_record(record, folder)
         except UnitFailed as exc:
             return self._fail(trial, str(exc))
-        write_history(folder / "history.h5", history)
+        if history:
+            write_history(folder / "history.h5", history)
         trial.set_user_attr(ROW, jsonable(row))
         trial.set_user_attr("constraints", constraints(cfg, row))
         return [row["energy"], row["information_bits"]] if len(directions(cfg)) == 2 else row["information_bits"]
@@ -98,17 +99,24 @@ class TrialFailed(Exception):
 
 def trial_record(cfg: SearchConfig, candidate: dict, seed: int) -> dict:
     """Everything a trial's result depends on: enough to run it again from this record alone."""
+    if "run" in candidate:  # free dynamics: the run config holds its own seed
+        candidate = {"run": {**candidate["run"], "seed": seed}}
+        return {"candidate": candidate, "seed": seed, "attractor_trials": cfg.attractor_trials}
     return {"candidate": candidate, "seed": seed, "task": cfg.task.model_dump(mode="json") if cfg.task else None,
             "split_seed": cfg.seed, "penalty": cfg.penalty, "energy": cfg.objectives.energy,
             "energy_table": cfg.energy_table.model_dump(mode="json"), "dtype": cfg.dtype}
 
 
-def evaluate_record(record: dict) -> tuple[dict, dict]:
-    """Train and measure the candidate of a trial record (the same numbers whichever process runs it, on CPU)."""
+def evaluate_record(record: dict, folder: Path) -> tuple[dict, dict]:
+    """Train and measure the candidate of a trial record (the same numbers whichever process runs it, on CPU);
+    a free-dynamics candidate is simulated into `folder`."""
     import torch
 
     from ...energy import EnergyTable
+    from .evaluate import evaluate_dynamics
 
+    if "run" in record["candidate"]:
+        return evaluate_dynamics(record["candidate"]["run"], folder, record["attractor_trials"])
     dtype = torch.float64 if record["dtype"] == "float64" else torch.float32
     data = task_data(json.dumps(record["task"], sort_keys=True), record["split_seed"])
     return train_candidate(record["candidate"], data, record["seed"], record["penalty"], record["energy"],
@@ -124,7 +132,7 @@ def rerun(out: str | Path, trial: str) -> dict:
         record = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError:
         raise ConfigError(f"trial {path}: not found") from None
-    return evaluate_record(record)[0]
+    return evaluate_record(record, path.parent / "rerun")[0]
 
 
 def config_to_yaml_dict(data: dict) -> str:
