@@ -195,3 +195,19 @@ def test_a_killed_search_worker_s_trial_is_run_again(tmp_path):
     retry = [t for t in done if t.system_attrs.get("failed_trial") == stale[0].number]
     assert len(retry) == 1 and retry[0].params == stale[0].params  # the same candidate, run again
     assert retry[0].user_attrs["dgnn:seed"] == stale[0].user_attrs["dgnn:seed"]
+
+
+def test_a_free_dynamics_search_scores_attractors_against_the_ledger(tmp_path):
+    """Two identical HKB oscillators with b/a > 1/4 are bistable (in-phase and anti-phase both attract): the
+    attractor count from random starts is 2, I = 1 bit; at b = 0 only in-phase attracts, I = 0. E is the energy
+    the neurons drew per unit time, from the ledger."""
+    dyn = {"replicas": 1, "neurons": {"count": 2, "frequency": {"distribution": "constant", "center": 1.0}},
+           "glia": {"ratio": 1.0}, "coupling": {"strength": 1.0, "b": 0.0},
+           "metabolism": {"enabled": True, "supply": 1.0, "e_max": 1000.0, "e_init": 1000.0, "k_m": 1e-6},
+           "solver": {"method": "rk4", "dt": 0.05, "duration": 2.0}, "record": {"every": 0.5, "phases": False}}
+    cfg = tiny(task=None, dynamics=dyn, objectives={"energy": "ledger"}, attractor_trials=12,
+               space={"coupling.b": {"choice": [0.0, 1.0]}}, strategy={"name": "grid"}, budget={"trials": 2})
+    res = search(cfg, tmp_path / "d", progress=False)
+    bits = {r["params.coupling.b"]: r["information_bits"] for r in res.trials}
+    assert bits == {0.0: 0.0, 1.0: 1.0}
+    assert all(r["energy_measure"] == "ledger" and r["energy"] > 0 for r in res.trials)
