@@ -286,6 +286,9 @@ class Solver(_Model):
     rtol: float = Field(1e-6, gt=0.0)
     atol: float = Field(1e-8, gt=0.0)
     backend: Literal["auto", "native", "torchdiffeq"] = "auto"
+    # adaptive methods: most steps (accepted or rejected) per record interval before the run fails as stalled;
+    # 0 = 100 x record.every / dt, at least 1000
+    max_steps: int = Field(0, ge=0)
 
 
 class Record(_Model):

@@ -36,6 +36,12 @@ class Trig:
                 self._cache[m] = (torch.cos(m * self.theta), torch.sin(m * self.theta))
         return self._cache[m]
 
+    def rows(self, lo: int, hi: int) -> "Trig":
+        """The same terms for replicas lo..hi-1 (cached values sliced, not recomputed)."""
+        out = Trig(self.theta[lo:hi])
+        out._cache = {m: (c[lo:hi], s[lo:hi]) for m, (c, s) in self._cache.items()}
+        return out
+
 
 Param = float | torch.Tensor  # a scalar, or (B, 1) per replica when a sweep batches points that differ in it
 
@@ -60,14 +66,34 @@ class MeanField:
     def __init__(self, n: int, strength: Param, harmonics, lag: Param):
         self.n = n
         self.terms = [(m, strength * amp, _cos(m * lag), _sin(m * lag)) for m, amp in harmonics]
+        # the identity includes the j = i term, A_m sin(-m alpha); K has no self-coupling, so take it back out
+        self.self_sums = [sum((ka * sl for m, ka, _, sl in self.terms), 0.0)]  # per point
+        self.replicas, self.device, self.dtype = 1, None, None
         self.set_weight(None)
+
+    @classmethod
+    def stack(cls, fields: list["MeanField"], replicas: int, device, dtype) -> "MeanField":
+        """One mean field for sweep points built one by one with their scalar parameters: each constant becomes a
+        (P * replicas, 1) tensor of the points' own values (a float where they agree), so every point computes
+        with the very numbers of its own run. A harmonic that a point lacks has amplitude 0 there."""
+        out = cls(fields[0].n, 0.0, (), 0.0)
+        orders = sorted({m for f in fields for m, *_ in f.terms})
+        out.replicas, out.device, out.dtype = replicas, device, dtype
+        for m in orders:
+            own = [next((t for t in f.terms if t[0] == m), (m, 0.0, 1.0, 0.0)) for f in fields]
+            out.terms.append((m, *(_per_replica([t[i] for t in own], replicas, device, dtype) for i in (1, 2, 3))))
+        out.self_sums = [f.self_sums[0] for f in fields]
+        out.set_weight(None)
+        return out
 
     def set_weight(self, weight: torch.Tensor | None) -> None:
         """(B, N) 0/1 active members of a plastic population (K = k / N_active among them), or None for all."""
         self.weight = weight
         count = self.n if weight is None else weight.sum(1, keepdim=True).clamp_min(1.0)  # (B, 1)
-        # the identity includes the j = i term, A_m sin(-m alpha); K has no self-coupling, so take it back out
-        self.self_term = sum((ka * sl for m, ka, _, sl in self.terms), 0.0) / count
+        if weight is None:  # each point's sum / n in its own float arithmetic
+            self.self_term = _per_replica([s / count for s in self.self_sums], self.replicas, self.device, self.dtype)
+        else:
+            self.self_term = _per_replica(self.self_sums, self.replicas, self.device, self.dtype) / count
         self.count = count
 
     def __call__(self, trig: Trig) -> torch.Tensor:
@@ -154,6 +180,38 @@ class Matrix:
                 term = term * post
             out = term if out is None else out + term
         return torch.zeros_like(trig.theta) if out is None else out
+
+
+class Pointwise:
+    """Sweep points whose backends differ (folded matrices) or whose products must keep their own run's shapes: each
+    point's block of replicas goes through its own backend, built as its own run builds it, so it computes the very
+    numbers of that run (BLAS kernels are picked by the row count, so one product over the whole batch would not)."""
+
+    def __init__(self, backends: list, replicas: int):
+        self.backends, self.replicas = backends, replicas
+        self.name = backends[0].name
+
+    def __call__(self, trig: Trig) -> torch.Tensor:
+        b = self.replicas
+        return torch.cat([k(trig.rows(i * b, (i + 1) * b)) for i, k in enumerate(self.backends)])  # (P b, N)
+
+
+def join_backends(backends: list, replicas: int, device, dtype):
+    """One backend for a batch of sweep points from each point's own (`replicas` consecutive replicas per point)."""
+    if len(backends) == 1:
+        return backends[0]
+    if all(isinstance(k, MeanField) for k in backends):
+        return MeanField.stack(backends, replicas, device, dtype)
+    if torch.device(device).type != "cpu" and all(k is backends[0] for k in backends):
+        return backends[0]  # one product for the batch: bit-equality with single runs is a CPU promise only
+    return Pointwise(backends, replicas)
+
+
+def _per_replica(values: list, replicas: int, device, dtype) -> Param:
+    """A float when every point agrees, else (P * replicas, 1): each point's value over its replicas."""
+    if len(values) == 1 or all(not isinstance(v, torch.Tensor) and v == values[0] for v in values):
+        return values[0]
+    return torch.tensor([float(v) for v in values], device=device, dtype=dtype).repeat_interleave(replicas).unsqueeze(1)
 
 
 def make_backend(graph: Graph, strength: float, harmonics, lag: float, choice: str, device, dtype):

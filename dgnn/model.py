@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from .config import Config
-from .coupling import MeanField, Param, Trig, _sin, _zero, make_backend
+from .coupling import MeanField, Param, Trig, _sin, _zero, join_backends, make_backend
 from .errors import ConfigError
 from .potentials import HKB, KURAMOTO
 from .topology import Graph, build_graph, domains
@@ -57,6 +57,26 @@ class SinusoidDrive:
 
     def __call__(self, t: float) -> torch.Tensor:
         return (self.amplitude * _sin(self.frequency * t + self.phase)) * self.mask  # (N,) or (B, N)
+
+    def with_mask(self, mask: torch.Tensor) -> "SinusoidDrive":
+        return SinusoidDrive(self.amplitude, self.frequency, self.phase, mask)
+
+
+class PointDrives:
+    """The drives of sweep points batched together, u = amplitude_p sin(frequency_p t + phase_p) on their shared
+    mask: each point's value is computed as its own run computes it (in Python floats), then cast once."""
+
+    def __init__(self, drives: list[SinusoidDrive], replicas: int):
+        self.drives, self.replicas = drives, replicas
+        self.mask = drives[0].mask  # (N,) 0/1
+
+    def __call__(self, t: float) -> torch.Tensor:
+        u = torch.tensor([d.amplitude * _sin(d.frequency * t + d.phase) for d in self.drives],
+                         device=self.mask.device, dtype=self.mask.dtype)  # (P,)
+        return u.repeat_interleave(self.replicas).unsqueeze(1) * self.mask  # (P B, N)
+
+    def with_mask(self, mask: torch.Tensor) -> "PointDrives":
+        return PointDrives([SinusoidDrive(d.amplitude, d.frequency, d.phase, mask) for d in self.drives], self.replicas)
 
 
 class DomainMeans:
@@ -240,33 +260,44 @@ class GlialNeuralField:
         def par(path: str) -> Param:
             return batched([_get(p, path) for p in points], b, device, dtype)
 
+        def per_point(build, keys: tuple[str, ...]):
+            """build(point) for each point with its own scalar parameters, as its own run builds it (points equal
+            in `keys` share one), joined into one backend for the batch."""
+            made: dict = {}
+            for p in points:
+                key = tuple(_get(p, k) for k in keys)
+                if key not in made:
+                    made[key] = build(p)
+            return join_backends([made[tuple(_get(p, k) for k in keys)] for p in points], b, device, dtype)
+
         graph = graph if graph is not None else build_graph(cfg.topology, n, cfg.seed)
-        strength, lag = par("coupling.strength"), par("coupling.phase_lag")
-        potential = HKB(par("coupling.a"), par("coupling.b"))
-        neuron_coupling = make_backend(graph, strength, potential.harmonics, lag, cfg.coupling.backend, device, dtype)
+        def coupling(p: Config):
+            return make_backend(graph, p.coupling.strength, HKB(p.coupling.a, p.coupling.b).harmonics,
+                                p.coupling.phase_lag, cfg.coupling.backend, device, dtype)
+
+        # a plastic network replaces the backend by its own (per point) below
+        neuron_coupling = coupling(cfg) if cfg.structure.enabled else per_point(
+            coupling, ("coupling.strength", "coupling.a", "coupling.b", "coupling.phase_lag"))
         omega = np.concatenate([sample_neuron_frequencies(p.neurons, b, r) for p, r in zip(points, rngs)])
         nu = np.concatenate([sample_frequencies(p.glia.frequency, g, b, r) for p, r in zip(points, rngs)])
         n_domains = cfg.domain_count
         neuron_domain = domains(n, n_domains, graph.modules)
         glia_domain = domains(g, n_domains, None) if g else np.zeros(0, dtype=np.int64)
         glia_coupling = None
-        k_gg = par("glia.coupling")
-        if g and not _zero(k_gg):
-            if cfg.glia.topology == "all_to_all":
-                glia_coupling = MeanField(g, k_gg, KURAMOTO.harmonics, 0.0)
-            else:
-                glia_coupling = make_backend(
-                    domain_graph(graph, neuron_domain, glia_domain, n_domains),
-                    k_gg, KURAMOTO.harmonics, 0.0, "auto", device, dtype,
-                )
+        if g and any(p.glia.coupling != 0.0 for p in points):
+            glia_graph = domain_graph(graph, neuron_domain, glia_domain, n_domains) if cfg.glia.topology != "all_to_all" else None
+            glia_coupling = per_point(
+                lambda p: MeanField(g, p.glia.coupling, KURAMOTO.harmonics, 0.0) if glia_graph is None else
+                make_backend(glia_graph, p.glia.coupling, KURAMOTO.harmonics, 0.0, "auto", device, dtype),
+                ("glia.coupling",))
         drive = None
         if cfg.drive.kind != "none":
             mask = torch.zeros(n, device=device, dtype=dtype)
             mask[cfg.drive.targets if cfg.drive.targets is not None else slice(None)] = 1.0
             constant = cfg.drive.kind == "constant"
-            freq = 0.0 if constant else par("drive.frequency")
-            phase = np.pi / 2 if constant else par("drive.phase")  # sin(pi/2) = 1
-            drive = SinusoidDrive(par("drive.amplitude"), freq, phase, mask)
+            drives = [SinusoidDrive(p.drive.amplitude, 0.0 if constant else p.drive.frequency,
+                                    np.pi / 2 if constant else p.drive.phase, mask) for p in points]  # sin(pi/2) = 1
+            drive = drives[0] if len(drives) == 1 else PointDrives(drives, b)
         from .metabolism import Metabolism, Schedule
 
         schedule = Schedule(cfg.metabolism.schedule)  # one object: supply and frequencies switch together
@@ -274,7 +305,7 @@ class GlialNeuralField:
         if cfg.metabolism.enabled:
 
             params = {k: par(f"metabolism.{k}") for k in ("p_base", "p_act", "p_syn", "supply", "e_max", "e_init", "k_m")}
-            params["p_syn"] = params["p_syn"] * _abs(strength)
+            params["p_syn"] = batched([p.metabolism.p_syn * abs(p.coupling.strength) for p in points], b, device, dtype)
             metabolism = Metabolism(cfg.metabolism, neuron_domain, glia_domain, n_domains, synaptic_load(graph, 1.0),
                                     device, dtype, params, schedule)
         field = cls(
@@ -300,7 +331,7 @@ class GlialNeuralField:
         if cfg.structure.enabled:
             from .structure import make_plastic
 
-            make_plastic(field, cfg, graph, strength, potential.harmonics, lag, device, dtype)
+            make_plastic(field, points, graph, device, dtype)
         return field
 
 
@@ -327,10 +358,6 @@ def _get(cfg: Config, path: str):
     for part in path.split("."):
         node = node[part] if isinstance(node, dict) else getattr(node, part)
     return node
-
-
-def _abs(x: Param) -> Param:
-    return x.abs() if isinstance(x, torch.Tensor) else abs(x)
 
 
 def batched(values: list[float], replicas: int, device, dtype) -> Param:
