@@ -154,46 +154,86 @@ class Matrix:
         np.add.at(k, (tgt, src), val)
         return torch.as_tensor(k.T.copy(), device=device, dtype=dtype)  # stored transposed: X @ K^T
 
+    points = 1  # sweep points stacked (see stack): point p owns rows p * replicas .. (p + 1) * replicas - 1
+    replicas = 0
+
+    @classmethod
+    def stack(cls, parts: list["Matrix"], replicas: int) -> "Matrix":
+        """One backend for sweep points built one by one with their scalar parameters: each point's matrices
+        (folded with its own strength and amplitudes) are stacked, and each point's rows are multiplied by its own
+        in one batched product whose blocks have the shapes of the point's own run (BLAS kernels depend on the
+        row count, so one product over the whole batch would round differently). A harmonic a point lacks has a
+        zero matrix there. Points that share a backend share its matrix (expanded, not copied)."""
+        out = cls.__new__(cls)
+        first = parts[0]
+        out.name, out.n, out.sparse, out.points, out.replicas = first.name, first.n, first.sparse, len(parts), replicas
+        device, dtype = first.terms[0][1][0].device, first.terms[0][1][0].dtype
+        out.terms = []
+        for m in sorted({t[0] for part in parts for t in part.terms}):
+            own = [next((t for t in part.terms if t[0] == m), None) for part in parts]
+            shape = next(t for t in own if t is not None)
+            mats = tuple(out._stacked([None if t is None else t[1][j] for t in own]) for j in range(len(shape[1])))
+            if shape[2] is None:  # per-edge lags, in the matrices
+                out.terms.append((m, mats, None, None, None))
+            else:
+                cl, sl = ([1.0 if t is None else t[i] for t in own] for i in (2, 3))
+                out.terms.append((m, mats, _per_replica(cl, replicas, device, dtype),
+                                  _per_replica(sl, replicas, device, dtype), None))
+        return out
+
+    def _stacked(self, mats: list):
+        """(P, N, N) dense K^T of each point (zeros where None), or the block-diagonal (P N, P N) CSR."""
+        if self.sparse:
+            blocks = [(p, m.cpu().to_sparse_coo().coalesce()) for p, m in enumerate(mats) if m is not None]
+            idx = torch.cat([k.indices() + p * self.n for p, k in blocks], dim=1)
+            val = torch.cat([k.values() for _, k in blocks])
+            size = self.points * self.n
+            with warnings.catch_warnings():  # CSR is marked beta; spmm on it is what we need and is tested
+                warnings.simplefilter("ignore", UserWarning)
+                csr = torch.sparse_coo_tensor(idx, val, (size, size)).coalesce().to_sparse_csr()
+            return csr.to(next(m for m in mats if m is not None).device)
+        like = next(m for m in mats if m is not None)
+        if all(m is like for m in mats):
+            return like.expand(self.points, -1, -1)  # one matrix for every point
+        return torch.stack([torch.zeros_like(like) if m is None else m for m in mats])
+
     def _apply(self, mat, x: torch.Tensor) -> torch.Tensor:
         """(R, N) -> (R, N): rows of x times K^T."""
         if self.sparse:
             return torch.sparse.mm(mat, x.T.contiguous()).T
         return x @ mat
 
+    def _products(self, mat, s: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(K s, K c), (B, N) each; stacked points multiply their own rows [s_p; c_p] as their own runs do."""
+        if self.points == 1:
+            return self._apply(mat, torch.cat([s, c], dim=0)).split(s.shape[0])
+        p, b, n = self.points, self.replicas, self.n
+        x = torch.stack([s.reshape(p, b, n), c.reshape(p, b, n)], dim=1).reshape(p, 2 * b, n)  # (P, 2b, N)
+        if self.sparse:  # block-diagonal K times the points' columns
+            y = torch.sparse.mm(mat, x.transpose(1, 2).reshape(p * n, 2 * b)).reshape(p, n, 2 * b).transpose(1, 2)
+        else:
+            y = torch.bmm(x, mat)  # (P, 2b, N)
+        y = y.reshape(p, 2, b, n)
+        return y[:, 0].reshape(p * b, n), y[:, 1].reshape(p * b, n)
+
     def __call__(self, trig: Trig) -> torch.Tensor:
         out = None
         for m, mats, cl, sl, post in self.terms:
             c, s = trig(m)  # (B, N)
-            b = c.shape[0]
             if cl is not None:
-                ks, kc = self._apply(mats[0], torch.cat([s, c], dim=0)).split(b)  # (B, N) each: K s, K c
+                ks, kc = self._products(mats[0], s, c)  # (B, N) each: K s, K c
                 if _zero(sl) and not isinstance(cl, torch.Tensor) and cl == 1.0:
                     term = torch.addcmul(c * ks, s, kc, value=-1.0)
                 else:
                     term = cl * torch.addcmul(c * ks, s, kc, value=-1.0) - sl * torch.addcmul(s * ks, c, kc)
             else:
-                both = torch.cat([s, c], dim=0)
-                ps, pc = self._apply(mats[0], both).split(b)  # Kc s, Kc c
-                qs, qc = self._apply(mats[1], both).split(b)  # Ks s, Ks c
+                ps, pc = self._products(mats[0], s, c)  # Kc s, Kc c
+                qs, qc = self._products(mats[1], s, c)  # Ks s, Ks c
                 term = (c * ps - s * pc) - (c * qc + s * qs)
             if post is not None:
                 term = term * post
             out = term if out is None else out + term
         return torch.zeros_like(trig.theta) if out is None else out
-
-
-class Pointwise:
-    """Sweep points whose backends differ (folded matrices) or whose products must keep their own run's shapes: each
-    point's block of replicas goes through its own backend, built as its own run builds it, so it computes the very
-    numbers of that run (BLAS kernels are picked by the row count, so one product over the whole batch would not)."""
-
-    def __init__(self, backends: list, replicas: int):
-        self.backends, self.replicas = backends, replicas
-        self.name = backends[0].name
-
-    def __call__(self, trig: Trig) -> torch.Tensor:
-        b = self.replicas
-        return torch.cat([k(trig.rows(i * b, (i + 1) * b)) for i, k in enumerate(self.backends)])  # (P b, N)
 
 
 def join_backends(backends: list, replicas: int, device, dtype):
@@ -202,9 +242,7 @@ def join_backends(backends: list, replicas: int, device, dtype):
         return backends[0]
     if all(isinstance(k, MeanField) for k in backends):
         return MeanField.stack(backends, replicas, device, dtype)
-    if torch.device(device).type != "cpu" and all(k is backends[0] for k in backends):
-        return backends[0]  # one product for the batch: bit-equality with single runs is a CPU promise only
-    return Pointwise(backends, replicas)
+    return Matrix.stack(backends, replicas)
 
 
 def _per_replica(values: list, replicas: int, device, dtype) -> Param:

@@ -52,17 +52,22 @@ class PlasticCoupling:
     DELTA_FRACTION = 1.0  # above this many edits per base synapse the batched matmul beats the sparse delta (measured)
     GATHER_MAX = 12288  # up to this many edits the gather / index_add beats the CSR SpMM on CPU (measured)
 
-    def __init__(self, w: torch.Tensor, scale: Param, harmonics, lag: Param, n_base: int | None = None):
+    def __init__(self, w: torch.Tensor, scale: Param, harmonics, lag: Param, n_base: int | None = None,
+                 like: "PlasticCoupling | None" = None):
         """n_base: the initial neurons; W0 is the shared graph among them (spare slots start unconnected, so their
-        synapses live in the delta and the shared product costs what the network without spare capacity costs)."""
+        synapses live in the delta and the shared product costs what the network without spare capacity costs).
+        like: another point's coupling on the same graph, whose W0 this one shares (sweep points)."""
         self.w = w  # (B, C, C), edited in place by the controller
         b, c, _ = w.shape
         self.n_base = n_base = c if n_base is None else n_base
-        base = torch.zeros_like(w[0])
-        base[:n_base, :n_base] = w[0, :n_base, :n_base]
-        self.base_full = base  # (C, C) W0
-        self.base_t = base[:n_base, :n_base].T.contiguous()  # (n, n): W0^T among the initial slots
-        self.n_synapses = max(1, int((self.base_t != 0).sum()))
+        if like is None:
+            base = torch.zeros_like(w[0])
+            base[:n_base, :n_base] = w[0, :n_base, :n_base]
+            self.base_full = base  # (C, C) W0
+            self.base_t = base[:n_base, :n_base].T.contiguous()  # (n, n): W0^T among the initial slots
+            self.n_synapses = max(1, int((self.base_t != 0).sum()))
+        else:
+            self.base_full, self.base_t, self.n_synapses = like.base_full, like.base_t, like.n_synapses
         self.use_csr = w.device.type != "cpu"
         self.terms = [(m, scale * amp, _cos(m * lag), _sin(m * lag)) for m, amp in harmonics]
         self.refresh()
@@ -195,6 +200,8 @@ class PointPlastic:
         return torch.cat([part.abs_row_sums() for part in self.parts])  # (P B, C)
 
     def __call__(self, trig: Trig) -> torch.Tensor:
+        for m in {t[0] for part in self.parts for t in part.terms}:
+            trig(m)  # once for the batch; each point reads its rows
         return torch.cat([part(trig.rows(self._rows(i).start, self._rows(i).stop)) for i, part in enumerate(self.parts)])
 
 
@@ -702,13 +709,15 @@ def make_plastic(field, points: list[Config], graph, device, dtype) -> None:
     tgt, src, wt = graph.edges()
     w[:, torch.as_tensor(tgt), torch.as_tensor(src)] = torch.as_tensor(wt, device=device, dtype=dtype)
 
-    def coupling(p: Config, w_p: torch.Tensor) -> PlasticCoupling:
+    def coupling(p: Config, w_p: torch.Tensor, like=None) -> PlasticCoupling:
         scale = p.coupling.strength / graph.normaliser  # the initial mean degree stays the normaliser: a synapse keeps its weight
-        return PlasticCoupling(w_p, scale, HKB(p.coupling.a, p.coupling.b).harmonics, p.coupling.phase_lag, n_base=n)
+        return PlasticCoupling(w_p, scale, HKB(p.coupling.a, p.coupling.b).harmonics, p.coupling.phase_lag, n_base=n,
+                               like=like)
 
     r = cfg.replicas
-    field.neuron_coupling = coupling(cfg, w) if len(points) == 1 else \
-        PointPlastic(w, [coupling(p, w[i * r:(i + 1) * r]) for i, p in enumerate(points)], r)
+    first = coupling(cfg, w if len(points) == 1 else w[:r])
+    field.neuron_coupling = first if len(points) == 1 else \
+        PointPlastic(w, [first] + [coupling(p, w[i * r:(i + 1) * r], first) for i, p in enumerate(points) if i], r)
     field.backend_name = PlasticCoupling.name
     pad = cap - n
     field.omega = torch.cat([field.omega, torch.zeros(b, pad, device=device, dtype=dtype)], dim=1)
