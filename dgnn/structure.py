@@ -29,6 +29,7 @@ import torch
 
 from .config import Config, StructureConfig
 from .coupling import Param, Trig, _cos, _sin, _zero
+from .model import batched
 from .potentials import HKB
 
 EVENT_DTYPE = np.dtype([
@@ -654,8 +655,6 @@ class Controller:
 
     def _per_point(self, value) -> Param:
         """value(point) for each point, in Python floats as its own run computes it: a float, or (B, 1)."""
-        from .model import batched
-
         w = self.w
         return batched([value(p) for p in self.points], self.replicas, w.device, w.dtype)
 

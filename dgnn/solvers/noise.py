@@ -44,7 +44,7 @@ class PointIncrements(GaussianIncrements):
         if self.points == 1:
             return super().__call__(t, dt, shape, dtype)
         one = super().__call__(t, dt, (shape[0] // self.points, *shape[1:]), dtype)  # (B, ...) of one point
-        return one.repeat(self.points, *([1] * (len(shape) - 1)))  # (P B, ...)
+        return one.expand(self.points, *one.shape).reshape(shape)  # (P B, ...): one copy (faster than repeat)
 
 
 class BrownianPath:
