@@ -117,7 +117,11 @@ class Matrix:
     """K as a dense or sparse CSR matrix; a global lag folds into the rotation, per-edge lags use K cos(m a), K sin(m a).
 
     Scalar strength x amplitude is folded into the matrix; per-replica (B, 1) values multiply the result instead.
+    Sweep points are stacked from their own backends instead (see stack), so that each keeps its own run's numbers.
     """
+
+    points = 1  # sweep points stacked: point p owns rows p * replicas .. (p + 1) * replicas - 1
+    replicas = 0
 
     def __init__(self, graph: Graph, strength: Param, harmonics, lag: Param, sparse: bool, device, dtype):
         self.name = "sparse" if sparse else "dense"
@@ -153,9 +157,6 @@ class Matrix:
         k = np.zeros((n, n))
         np.add.at(k, (tgt, src), val)
         return torch.as_tensor(k.T.copy(), device=device, dtype=dtype)  # stored transposed: X @ K^T
-
-    points = 1  # sweep points stacked (see stack): point p owns rows p * replicas .. (p + 1) * replicas - 1
-    replicas = 0
 
     @classmethod
     def stack(cls, parts: list["Matrix"], replicas: int) -> "Matrix":

@@ -250,7 +250,9 @@ class GlialNeuralField:
     @classmethod
     def from_points(cls, points: list[Config], device, dtype, rngs: list[np.random.Generator], graph: Graph | None = None):
         """One field for several configs that differ only in numeric parameters (BATCHABLE): point p owns replicas
-        p*B .. (p+1)*B - 1, and each differing parameter becomes a (P*B, 1) tensor."""
+        p*B .. (p+1)*B - 1. A differing parameter becomes a (P*B, 1) tensor of the points' values; backends and
+        derived constants are built per point as its own run builds them, then joined, so that every point
+        computes with the very numbers of its own run."""
         from .crossfreq import CrossFrequency, FrequencySchedule
         from .sampling import sample_frequencies, sample_neuron_frequencies
 
@@ -271,6 +273,7 @@ class GlialNeuralField:
             return join_backends([made[tuple(_get(p, k) for k in keys)] for p in points], b, device, dtype)
 
         graph = graph if graph is not None else build_graph(cfg.topology, n, cfg.seed)
+
         def coupling(p: Config):
             return make_backend(graph, p.coupling.strength, HKB(p.coupling.a, p.coupling.b).harmonics,
                                 p.coupling.phase_lag, cfg.coupling.backend, device, dtype)
@@ -285,11 +288,15 @@ class GlialNeuralField:
         glia_domain = domains(g, n_domains, None) if g else np.zeros(0, dtype=np.int64)
         glia_coupling = None
         if g and any(p.glia.coupling != 0.0 for p in points):
-            glia_graph = domain_graph(graph, neuron_domain, glia_domain, n_domains) if cfg.glia.topology != "all_to_all" else None
-            glia_coupling = per_point(
-                lambda p: MeanField(g, p.glia.coupling, KURAMOTO.harmonics, 0.0) if glia_graph is None else
-                make_backend(glia_graph, p.glia.coupling, KURAMOTO.harmonics, 0.0, "auto", device, dtype),
-                ("glia.coupling",))
+            linked = None if cfg.glia.topology == "all_to_all" else \
+                domain_graph(graph, neuron_domain, glia_domain, n_domains)
+
+            def glia(p: Config):
+                if linked is None:
+                    return MeanField(g, p.glia.coupling, KURAMOTO.harmonics, 0.0)
+                return make_backend(linked, p.glia.coupling, KURAMOTO.harmonics, 0.0, "auto", device, dtype)
+
+            glia_coupling = per_point(glia, ("glia.coupling",))
         drive = None
         if cfg.drive.kind != "none":
             mask = torch.zeros(n, device=device, dtype=dtype)

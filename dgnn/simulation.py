@@ -309,7 +309,8 @@ class Simulation:
             if self.mask is not None:
                 self.modules.set(self.modules.index, self.mask)  # membership follows the current activity
             x, y = self.modules(torch.cos(th), torch.sin(th))
-            rec["metrics/module_order_parameter"] = self._by_point(lambda x, y: torch.sqrt(x * x + y * y).cpu().numpy(), x, y)
+            rec["metrics/module_order_parameter"] = self._by_point(
+                lambda x, y: torch.sqrt(x * x + y * y).cpu().numpy(), x, y)
         if self.metabolism is not None:
             from .metabolism import LEDGER
 

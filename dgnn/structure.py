@@ -203,7 +203,8 @@ class PointPlastic:
     def __call__(self, trig: Trig) -> torch.Tensor:
         for m in {t[0] for part in self.parts for t in part.terms}:
             trig(m)  # once for the batch; each point reads its rows
-        return torch.cat([part(trig.rows(self._rows(i).start, self._rows(i).stop)) for i, part in enumerate(self.parts)])
+        r = self.replicas
+        return torch.cat([part(trig.rows(i * r, (i + 1) * r)) for i, part in enumerate(self.parts)])  # (P B, C)
 
 
 def _top_pairs(score: torch.Tensor, exclude: torch.Tensor, k: int, largest: bool):
@@ -412,7 +413,8 @@ class Controller:
             top(pen["no_pruning"], op.max_per_interval, False, op.threshold ** 2, "pruning", op.cost, op.refund, "PLV <")
             if op.reserve_below > 0:  # energy pressure: starved domains shed their weakest-locked synapses
                 mean = torch.stack(self.reserves).mean(0)  # (B, D)
-                starved = (mean < self._per_point(lambda p: op.reserve_below * p.metabolism.e_max))[:, self.domain]  # (B, C)
+                low = self._per_point(lambda p: op.reserve_below * p.metabolism.e_max)
+                starved = (mean < low)[:, self.domain]  # (B, C) by target
                 fed = torch.where(starved, 0.0, float("inf")).to(plv2.dtype)[:, :, None]  # (B, C, 1)
                 top(pen["no_pruning"] + fed, op.max_per_interval, False, float("inf"), "pruning",
                     op.cost, op.refund, "energy pressure, PLV")
@@ -469,11 +471,11 @@ class Controller:
         slot_dom = torch.nn.functional.one_hot(f.glia_dom_index, f.n_domains).to(mean.dtype)  # (Gc, D)
         active_per_domain = self.glia_active @ slot_dom  # (B, D)
         free_per_domain = (1.0 - self.glia_active) @ slot_dom
+        low = self._per_point(lambda p: st.glia_creation.threshold * p.metabolism.e_max)
+        high = self._per_point(lambda p: st.glia_removal.threshold * p.metabolism.e_max)
         for op, name, cond in (
-            (st.glia_creation, "glia_creation",
-             (mean < self._per_point(lambda p: st.glia_creation.threshold * p.metabolism.e_max)) & (free_per_domain > 0)),
-            (st.glia_removal, "glia_removal",
-             (mean > self._per_point(lambda p: st.glia_removal.threshold * p.metabolism.e_max)) & (active_per_domain > 1)),
+            (st.glia_creation, "glia_creation", (mean < low) & (free_per_domain > 0)),
+            (st.glia_removal, "glia_removal", (mean > high) & (active_per_domain > 1)),
         ):
             if not op.enabled:
                 continue
@@ -693,7 +695,8 @@ class Controller:
         self.reserves = [torch.as_tensor(x, device=dev, dtype=dt) for x in state["structure_reserves"]]
         saved = np.atleast_2d(state["structure_rng"])  # (1, L) for a plain run, (B, L) rows for sweep points
         for i, g in enumerate(self.rngs):
-            g.bit_generator.state = ast.literal_eval(bytes(saved[min(i * self.replicas, len(saved) - 1)]).decode().strip())
+            row = saved[min(i * self.replicas, len(saved) - 1)]
+            g.bit_generator.state = ast.literal_eval(bytes(row).decode().strip())
         self._cache = None
         f.structure_changed()
 
@@ -709,7 +712,8 @@ def make_plastic(field, points: list[Config], graph, device, dtype) -> None:
     w[:, torch.as_tensor(tgt), torch.as_tensor(src)] = torch.as_tensor(wt, device=device, dtype=dtype)
 
     def coupling(p: Config, w_p: torch.Tensor, like=None) -> PlasticCoupling:
-        scale = p.coupling.strength / graph.normaliser  # the initial mean degree stays the normaliser: a synapse keeps its weight
+        # the initial mean degree stays the normaliser: a synapse keeps its weight
+        scale = p.coupling.strength / graph.normaliser
         return PlasticCoupling(w_p, scale, HKB(p.coupling.a, p.coupling.b).harmonics, p.coupling.phase_lag, n_base=n,
                                like=like)
 

@@ -34,15 +34,14 @@ class _Guarded:
 
     def __init__(self, field, budget: int | None, held: torch.Tensor | None, span: tuple[float, float], method: str):
         self.field, self.budget, self.held, self.span, self.method = field, budget, held, span, method
-        self.steps, self.dt = 0, None
+        self.steps = 0
 
     def __call__(self, t, y):
         f = self.field(t, y)
         return f if self.held is None else f.masked_fill(self.held[:, None], 0.0)  # (B, D)
 
     def callback_step(self, t0, y0, dt) -> None:
-        self.steps += 1
-        self.dt = dt  # a tensor, read only on failure (no device sync per step)
+        self.steps += 1  # dt is read only on failure: no device sync per step
         if self.budget is not None and self.steps > self.budget:
             a, b = self.span
             raise SolverStalled(
@@ -140,7 +139,7 @@ def solve(
 def _odeint(field, y0, times, method, rtol, atol, opts, max_steps, held) -> torch.Tensor:
     """torchdiffeq's odeint; adaptive methods step under a budget and hold `held` rows (see solve)."""
     t = torch.tensor(times, dtype=torch.float64)
-    if method not in ADAPTIVE:
+    if method not in ADAPTIVE or (max_steps is None and held is None):
         return torchdiffeq.odeint(field, y0, t, method=method, rtol=rtol, atol=atol, options=opts)
     budget = None if max_steps is None else max_steps * (len(times) - 1)
     guard = _Guarded(field, budget, held, (times[0], times[-1]), method)
@@ -155,7 +154,8 @@ def _odeint(field, y0, times, method, rtol, atol, opts, max_steps, held) -> torc
         where = f"between t={times[0]:g} and t={times[-1]:g}"
         if why.startswith("non-finite"):
             raise SimulationFailed(f"state turned non-finite {where} (adaptive solver {method})") from None
-        raise SolverStalled(f"adaptive solver {method} cannot advance {where}: {why}") from None
+        raise SolverStalled(f"adaptive solver {method} cannot advance {where}: {why}; check coupling and drive "
+                            f"magnitudes or use a fixed-step method") from None
 
 
 __all__ = [
