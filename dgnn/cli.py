@@ -215,7 +215,8 @@ def _cmd_sweep(args) -> int:
         return EXIT_INTERRUPTED
     if res.status == "failed":
         bad = [r["point"] for r in res.rows if r["status"] != "complete"]
-        print(f"dgnn: sweep finished with failed points {bad}; see {res.out}/summary.csv", file=sys.stderr)
+        print(f"dgnn: sweep done, but points {bad} failed (the others completed); see {res.out}/summary.csv",
+              file=sys.stderr)
         return EXIT_FAILED
     if not args.quiet:
         print(f"sweep:   {res.out} ({res.points} points, {res.ran} simulated now)")

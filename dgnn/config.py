@@ -309,6 +309,9 @@ class Solver(_Model):
     atol: float = Field(1e-8, gt=0.0)
     backend: Literal["auto", "native", "torchdiffeq"] = "auto"
     cuda_graph: bool = True  # on CUDA, replay each record interval as a captured graph where exact (dgnn.solvers.graphs)
+    # adaptive methods: most steps (accepted or rejected) per record interval before the run fails as stalled;
+    # 0 = 100 x record.every / dt, at least 1000
+    max_steps: int = Field(0, ge=0)
 
 
 class Record(_Model):

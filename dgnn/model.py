@@ -8,11 +8,11 @@ import numpy as np
 import torch
 
 from .config import Config
-from .coupling import MeanField, make_backend
+from .coupling import MeanField, join_backends, make_backend
 from .errors import ConfigError
 from .potentials import HKB, KURAMOTO
 from .topology import Graph, build_graph, domain_graph, domains
-from .trig import DomainMeans, Param, Trig, is_zero, param_abs, param_sin
+from .trig import DomainMeans, Param, Trig, batched, is_zero, param_sin
 
 
 class VectorField(Protocol):
@@ -58,6 +58,28 @@ class SinusoidDrive:
 
     def __call__(self, t: float) -> torch.Tensor:
         return (self.amplitude * param_sin(self.frequency * t + self.phase)) * self.mask  # (N,) or (B, N)
+
+    def with_mask(self, mask: torch.Tensor) -> "SinusoidDrive":
+        return SinusoidDrive(self.amplitude, self.frequency, self.phase, mask)
+
+
+class PointDrives:
+    """The drives of sweep points batched together, u = amplitude_p sin(frequency_p t + phase_p) on their shared
+    mask: each point's value is computed as its own run computes it (in Python floats), then cast once."""
+
+    def __init__(self, drives: list[SinusoidDrive], replicas: int):
+        self.drives, self.replicas = drives, replicas
+        self.mask = drives[0].mask  # (N,) 0/1
+
+    def __call__(self, t: float) -> torch.Tensor:
+        u = torch.tensor([d.amplitude * param_sin(d.frequency * t + d.phase) for d in self.drives],
+                         device=self.mask.device, dtype=self.mask.dtype)  # (P,)
+        return u.repeat_interleave(self.replicas).unsqueeze(1) * self.mask  # (P B, N)
+
+    def with_mask(self, mask: torch.Tensor) -> "PointDrives":
+        return PointDrives([SinusoidDrive(d.amplitude, d.frequency, d.phase, mask) for d in self.drives], self.replicas)
+
+
 
 
 @register_vector_field("glial_neural")
@@ -184,36 +206,53 @@ class GlialNeuralField:
             return self.omega
         return self.omega * self.frequency_schedule(float(t))
 
-    def make_plastic(self, structure, n_base: int, graph, strength: Param, harmonics, lag: Param) -> None:
+    def make_plastic(self, points: list[Config], graph) -> None:
         """Become a plastic field at capacity C (slots N..C-1 start inactive): per-replica synapses W, activity masks
-        and spare slots dealt to the glial domains; `structure` is the config's StructureConfig."""
-        from .structure import PlasticCoupling
+        and spare slots dealt to the glial domains. points: the sweep points batched in the field (one config for a
+        plain run), each owning cfg.replicas replicas and its own coupling."""
+        from .structure import PlasticCoupling, PointPlastic
 
-        device, dtype = self.omega.device, self.omega.dtype
-        n, b = n_base, self.omega.shape[0]
-        cap = structure.capacity or (2 * n if structure.neurogenesis.enabled else n)  # spare slots only if used
+        cfg, device, dtype = points[0], self.omega.device, self.omega.dtype
+        n, b = cfg.neurons.count, self.omega.shape[0]
+        cap = cfg.structure.capacity or (2 * n if cfg.structure.neurogenesis.enabled else n)  # spare slots only if used
         w = torch.zeros(b, cap, cap, device=device, dtype=dtype)
         tgt, src, wt = graph.edges()
         w[:, torch.as_tensor(tgt), torch.as_tensor(src)] = torch.as_tensor(wt, device=device, dtype=dtype)
-        scale = strength / graph.normaliser  # the initial mean degree stays the normaliser: a synapse keeps its weight
-        self.neuron_coupling = PlasticCoupling(w, scale, harmonics, lag, n_base=n)
+
+        def coupling(p: Config, w_p: torch.Tensor, like=None) -> PlasticCoupling:
+            # the initial mean degree stays the normaliser: a synapse keeps its weight
+            scale = p.coupling.strength / graph.normaliser
+            return PlasticCoupling(w_p, scale, HKB(p.coupling.a, p.coupling.b).harmonics, p.coupling.phase_lag,
+                                   n_base=n, like=like)
+
+        r = cfg.replicas
+        first = coupling(cfg, w if len(points) == 1 else w[:r])
+        self.neuron_coupling = first if len(points) == 1 else \
+            PointPlastic(w, [first] + [coupling(p, w[i * r:(i + 1) * r], first) for i, p in enumerate(points) if i], r)
         self.backend_name = PlasticCoupling.name
         pad = cap - n
         self.omega = torch.cat([self.omega, torch.zeros(b, pad, device=device, dtype=dtype)], dim=1)
         self.n_neurons = cap
         self.neuron_mask = torch.cat([torch.ones(b, n, device=device, dtype=dtype),
-                                       torch.zeros(b, pad, device=device, dtype=dtype)], dim=1)
-        # spare slots are dealt to the domains in turn: a new neuron takes a free slot of the domain that asked for it,
-        # so the slot -> domain map is shared by all replicas (fast index_add paths) while activity stays per replica
+                                      torch.zeros(b, pad, device=device, dtype=dtype)], dim=1)
+        # spare slots are dealt to the domains in turn: a new neuron takes a free slot of the domain that asked for
+        # it, so the slot -> domain map is shared by all replicas (fast index_add paths) while activity stays per replica
         spare = np.arange(pad, dtype=np.int64) % max(1, self.n_domains)
         self.neuron_dom_index = torch.as_tensor(np.concatenate([self.neuron_domain, spare]), device=device)  # (C,)
+        self._plastic_glia(cfg, b, n, pad, device, dtype)
+        if self.drive is not None:
+            self.drive = self.drive.with_mask(torch.cat([self.drive.mask, torch.zeros(pad, device=device, dtype=dtype)]))
+        self.structure_changed()
+
+    def _plastic_glia(self, cfg: Config, b: int, n: int, pad: int, device, dtype) -> None:
+        """Glial slots, domain tables and the noise template of a plastic field (part of make_plastic)."""
         g = self.n_glia
-        gcap = structure.glia_capacity or (2 * g if structure.glia_creation.enabled else g)
+        gcap = cfg.structure.glia_capacity or (2 * g if cfg.structure.glia_creation.enabled else g)
         gpad = gcap - g
         self.nu = torch.cat([self.nu, torch.zeros(b, gpad, device=device, dtype=dtype)], dim=1)
         self.n_glia = gcap
         self.glia_mask = torch.cat([torch.ones(b, g, device=device, dtype=dtype),
-                                     torch.zeros(b, gpad, device=device, dtype=dtype)], dim=1)
+                                    torch.zeros(b, gpad, device=device, dtype=dtype)], dim=1)
         self.glia_domain = np.concatenate([self.glia_domain, np.arange(gpad, dtype=np.int64) % max(1, self.n_domains)])
         self.glia_dom_index = torch.as_tensor(self.glia_domain, device=device)  # (Gc,)
         if self.use_gn or self.use_ng:
@@ -224,10 +263,6 @@ class GlialNeuralField:
         slots = sigma[:, :1].expand(b, pad)  # new neurons get the neurons' noise once active
         gslots = sigma[:, n:n + 1].expand(b, gpad) if g else torch.zeros(b, gpad, device=device, dtype=dtype)
         self.sigma_template = torch.cat([sigma[:, :n], slots, sigma[:, n:n + g], gslots, sigma[:, n + g:]], dim=1)
-        if self.drive is not None:
-            self.drive = type(self.drive)(self.drive.amplitude, self.drive.frequency, self.drive.phase,
-                                            torch.cat([self.drive.mask, torch.zeros(pad, device=device, dtype=dtype)]))
-        self.structure_changed()
 
     # ------------------------------------------------------------------------------------------ construction
     @classmethod
@@ -238,7 +273,9 @@ class GlialNeuralField:
     @classmethod
     def from_points(cls, points: list[Config], device, dtype, rngs: list[np.random.Generator], graph: Graph | None = None):
         """One field for several configs that differ only in numeric parameters (BATCHABLE): point p owns replicas
-        p*B .. (p+1)*B - 1, and each differing parameter becomes a (P*B, 1) tensor."""
+        p*B .. (p+1)*B - 1. A differing parameter becomes a (P*B, 1) tensor of the points' values; backends and
+        derived constants are built per point as its own run builds them, then joined, so that every point
+        computes with the very numbers of its own run."""
         from .crossfreq import CrossFrequency, FrequencySchedule
         from .sampling import sample_frequencies, sample_neuron_frequencies
 
@@ -248,31 +285,49 @@ class GlialNeuralField:
         def par(path: str) -> Param:
             return batched([_get(p, path) for p in points], b, device, dtype)
 
+        def per_point(build, keys: tuple[str, ...]):
+            """build(point) for each point with its own scalar parameters, as its own run builds it (points equal
+            in `keys` share one), joined into one backend for the batch."""
+            made: dict = {}
+            for p in points:
+                key = tuple(_get(p, k) for k in keys)
+                if key not in made:
+                    made[key] = build(p)
+            return join_backends([made[tuple(_get(p, k) for k in keys)] for p in points], b, device, dtype)
+
         graph = graph if graph is not None else build_graph(cfg.topology, n, cfg.seed)
-        strength, lag = par("coupling.strength"), par("coupling.phase_lag")
-        potential = HKB(par("coupling.a"), par("coupling.b"))
-        neuron_coupling = make_backend(graph, strength, potential.harmonics, lag, cfg.coupling.backend, device, dtype)
+
+        def coupling(p: Config):
+            return make_backend(graph, p.coupling.strength, HKB(p.coupling.a, p.coupling.b).harmonics,
+                                p.coupling.phase_lag, cfg.coupling.backend, device, dtype)
+
+        # a plastic network replaces the backend by its own (per point) below
+        neuron_coupling = coupling(cfg) if cfg.structure.enabled else per_point(
+            coupling, ("coupling.strength", "coupling.a", "coupling.b", "coupling.phase_lag"))
         omega = np.concatenate([sample_neuron_frequencies(p.neurons, b, r) for p, r in zip(points, rngs)])
         nu = np.concatenate([sample_frequencies(p.glia.frequency, g, b, r) for p, r in zip(points, rngs)])
         n_domains = cfg.domain_count
         neuron_domain = domains(n, n_domains, graph.modules)
         glia_domain = domains(g, n_domains, None) if g else np.zeros(0, dtype=np.int64)
         glia_coupling, glia_graph = None, None
-        k_gg = par("glia.coupling")
-        if g and not is_zero(k_gg):
-            if cfg.glia.topology == "all_to_all":
-                glia_coupling = MeanField(g, k_gg, KURAMOTO.harmonics, 0.0)
-            else:
-                glia_graph = domain_graph(graph, neuron_domain, glia_domain, n_domains)
-                glia_coupling = make_backend(glia_graph, k_gg, KURAMOTO.harmonics, 0.0, "auto", device, dtype)
+        if g and any(p.glia.coupling != 0.0 for p in points):
+            glia_graph = None if cfg.glia.topology == "all_to_all" else \
+                domain_graph(graph, neuron_domain, glia_domain, n_domains)
+
+            def glia(p: Config):
+                if glia_graph is None:
+                    return MeanField(g, p.glia.coupling, KURAMOTO.harmonics, 0.0)
+                return make_backend(glia_graph, p.glia.coupling, KURAMOTO.harmonics, 0.0, "auto", device, dtype)
+
+            glia_coupling = per_point(glia, ("glia.coupling",))
         drive = None
         if cfg.drive.kind != "none":
             mask = torch.zeros(n, device=device, dtype=dtype)
             mask[cfg.drive.targets if cfg.drive.targets is not None else slice(None)] = 1.0
             constant = cfg.drive.kind == "constant"
-            freq = 0.0 if constant else par("drive.frequency")
-            phase = np.pi / 2 if constant else par("drive.phase")  # sin(pi/2) = 1
-            drive = SinusoidDrive(par("drive.amplitude"), freq, phase, mask)
+            drives = [SinusoidDrive(p.drive.amplitude, 0.0 if constant else p.drive.frequency,
+                                    np.pi / 2 if constant else p.drive.phase, mask) for p in points]  # sin(pi/2) = 1
+            drive = drives[0] if len(drives) == 1 else PointDrives(drives, b)
         from .metabolism import Metabolism, Schedule
 
         schedule = Schedule(cfg.metabolism.schedule)  # one object: supply and frequencies switch together
@@ -280,7 +335,7 @@ class GlialNeuralField:
         if cfg.metabolism.enabled:
 
             params = {k: par(f"metabolism.{k}") for k in ("p_base", "p_act", "p_syn", "supply", "e_max", "e_init", "k_m")}
-            params["p_syn"] = params["p_syn"] * param_abs(strength)
+            params["p_syn"] = batched([p.metabolism.p_syn * abs(p.coupling.strength) for p in points], b, device, dtype)
             metabolism = Metabolism(cfg.metabolism, neuron_domain, glia_domain, n_domains, synaptic_load(graph, 1.0),
                                     device, dtype, params, schedule)
         field = cls(
@@ -304,7 +359,7 @@ class GlialNeuralField:
             glia_graph=glia_graph,
         )
         if cfg.structure.enabled:
-            field.make_plastic(cfg.structure, n, graph, strength, potential.harmonics, lag)
+            field.make_plastic(points, graph)
         return field
 
 
@@ -331,13 +386,6 @@ def _get(cfg: Config, path: str):
     for part in path.split("."):
         node = node[part] if isinstance(node, dict) else getattr(node, part)
     return node
-
-
-def batched(values: list[float], replicas: int, device, dtype) -> Param:
-    """A float when every point agrees, else (P * replicas, 1): each point's value repeated over its replicas."""
-    if all(v == values[0] for v in values):
-        return float(values[0])
-    return torch.tensor(values, device=device, dtype=dtype).repeat_interleave(replicas).unsqueeze(1)
 
 
 def synaptic_load(graph: Graph, strength: float) -> np.ndarray:

@@ -17,7 +17,7 @@ from .folders import make_folder
 from .model import build_field
 from .resources import check_memory
 from .sampling import sample_phases
-from .solvers import CudaGraphLoop, GaussianIncrements, graph_reason, solve
+from .solvers import ADAPTIVE, CudaGraphLoop, PointIncrements, SolverStalled, graph_reason, solve
 from .stability import check_points
 from .traces import Series, TraceWriter
 from .trig import DomainMeans
@@ -50,9 +50,12 @@ class Simulation:
 
     def __init__(self, cfg: Config, device: str | torch.device | None = None, points: list[Config] | None = None):
         """points: sweep points that differ from cfg only in numeric keys (model.BATCHABLE), simulated together;
-        point p owns replicas p * cfg.replicas .. (p + 1) * cfg.replicas - 1. Each point draws its frequencies
-        and initial phases from its own seed; the noise stream is cfg's."""
+        point p owns replicas p * cfg.replicas .. (p + 1) * cfg.replicas - 1. Each point draws its frequencies,
+        initial phases and noise from its own seed (seed is not batchable: every point has cfg's), so a point
+        follows the trajectory of its own run whatever its batch mates."""
         points = points or [cfg]
+        if any(p.seed != cfg.seed or p.replicas != cfg.replicas for p in points):
+            raise ConfigError("points: sweep points batched together must share seed and replicas (not batchable)")
         self.cfg, self.points = cfg, points
         self.device = resolve_device(str(device) if device is not None else cfg.device)
         self.dtype = torch.float64 if cfg.dtype == "float64" else torch.float32
@@ -78,15 +81,20 @@ class Simulation:
         self.turns = torch.zeros(self.b, self.n_phase, device=self.device, dtype=torch.int64)  # whole turns removed
         self._wrap()
         self.initial = self.unwrapped().cpu().numpy()  # (B, N + G) phases at t = 0
-        self.noise = GaussianIncrements(int(streams[0][2].generate_state(1)[0]), self.device)
+        self.noise = PointIncrements(int(streams[0][2].generate_state(1)[0]), len(points), self.device)
         self.noisy = bool((self.field.sigma > 0).any())
+        s = cfg.solver
+        self.max_steps = (s.max_steps or max(1000, 100 * cfg.steps_per_record)) if s.method in ADAPTIVE else None
+        self.held = None  # (B,) bool: replicas of failed sweep points, held at their last finite state
+        self.failed: dict[int, str] = {}  # point -> why it failed
+        self._new_failures: dict[int, str] = {}
         self.record = 0  # index of the current record; t = record * record.every
         self.controller, self.events = None, []
         if cfg.structure.enabled:
             from .structure import Controller
 
-            structure_rng = np.random.default_rng(np.random.SeedSequence(cfg.seed).spawn(4)[3])
-            self.controller = Controller(cfg, self.field, structure_rng, undirected=not cfg.topology.directed)
+            rngs = [np.random.default_rng(np.random.SeedSequence(p.seed).spawn(4)[3]) for p in points]  # one per point
+            self.controller = Controller(cfg, self.field, rngs, undirected=not cfg.topology.directed, points=points)
         self.mask = getattr(self.field, "neuron_mask", None)  # (B, C) active slots, or None
         modules = self.field.graph.modules if self.field.graph is not None else None
         if modules is not None and self.mask is not None:  # a plastic network: a spare slot joins its domain's module
@@ -110,9 +118,34 @@ class Simulation:
         self.turns += k.to(torch.int64)
 
     def advance(self) -> None:
-        """Integrate one record interval (whole solver steps), then reduce phases to [-pi, pi)."""
-        s = self.cfg.solver
+        """Integrate one record interval (whole solver steps), then reduce phases to [-pi, pi).
+
+        A state that turns non-finite (or an adaptive solve that stalls) fails the sweep points it reaches, alone:
+        they are held at their last finite state and reported by take_failures(), the others go on. A plain run
+        (one point) raises SimulationFailed instead."""
         t0, t1 = self.t, (self.record + 1) * self.cfg.record.every
+        try:
+            y = self._integrate(t0, t1, self.held)
+        except SimulationFailed as exc:  # adaptive methods share their steps: find the points at fault one by one
+            y = self._isolate(t0, t1, exc)
+        else:
+            if self.held is not None:
+                y = torch.where(self.held[:, None], self.y, y)  # failed points stay where they failed
+            if not bool(torch.isfinite(y).all()):
+                y = self._fail_rows(t0, t1, y)
+        self.y = y
+        self.record += 1
+        self._wrap()
+        if self.controller is not None:
+            self.controller.observe(self.y[:, : self.n], self.metabolism.reserve(self.y[:, self.n_phase:]))
+            if self.controller.due(self.record):
+                self.y, events = self.controller.apply(self.t, self.y.clone(), self.controller.propose(self.t))
+                self.events.append(events)
+
+    def _integrate(self, t0: float, t1: float, held: torch.Tensor | None) -> torch.Tensor:
+        """The state at t1 from self.y at t0, piece by piece across behavioural-state boundaries; `held` (B,) rows
+        do not move in adaptive solves (native steps are per row; the caller restores them)."""
+        s = self.cfg.solver
         schedule = getattr(self.field, "schedule", None)
         cuts = schedule.breaks(t0, t1) if schedule is not None else [t0, t1]
         y = self.y
@@ -128,20 +161,66 @@ class Simulation:
                         self.field, y, [a, b], method=s.method, dt=s.dt, rtol=s.rtol, atol=s.atol,
                         diffusion=self.field.sigma if self.noisy else None, noise=self.noise if self.noisy else None,
                         backend=s.backend, project=getattr(self.field, "project", None),
+                        max_steps=self.max_steps, held=held,
                     )[-1]
             finally:
                 if schedule is not None:
                     schedule.pinned = None
-        if not bool(torch.isfinite(y).all()):
-            self._fail(t0, t1, y)
-        self.y = y
-        self.record += 1
-        self._wrap()
-        if self.controller is not None:
-            self.controller.observe(self.y[:, : self.n], self.metabolism.reserve(self.y[:, self.n_phase:]))
-            if self.controller.due(self.record):
-                self.y, events = self.controller.apply(self.t, self.y.clone(), self.controller.propose(self.t))
-                self.events.append(events)
+        return y
+
+    def _rows(self, p: int) -> slice:
+        return slice(p * self.cfg.replicas, (p + 1) * self.cfg.replicas)
+
+    def _fail_rows(self, t0: float, t1: float, y1: torch.Tensor) -> torch.Tensor:
+        """Fail every point with a non-finite replica in y1; y1 with those points held at their state at t0."""
+        bad = ~torch.isfinite(y1).all(1)  # (B,)
+        for p in sorted({int(r) // self.cfg.replicas for r in torch.nonzero(bad).flatten().tolist()}):
+            self._fail_point(p, self._message(t0, t1, p, y1))
+        return torch.where(self.held[:, None], self.y, y1)
+
+    def _isolate(self, t0: float, t1: float, exc: SimulationFailed) -> torch.Tensor:
+        """After an adaptive solve failed: solve each running point alone (the others held); those that fail alone
+        fail, the others take their own solution of the interval."""
+        if len(self.points) == 1:
+            if isinstance(exc, SolverStalled):
+                raise exc
+            self._fail_point(0, self._message(t0, t1, 0, None))
+        y = self.y.clone()
+        for p in [p for p in range(len(self.points)) if p not in self.failed]:
+            held = torch.ones(self.b, dtype=torch.bool, device=self.device)
+            held[self._rows(p)] = False
+            try:
+                alone = self._integrate(t0, t1, held)
+            except SolverStalled as stalled:
+                self._fail_point(p, str(stalled))
+                continue
+            except SimulationFailed:
+                self._fail_point(p, self._message(t0, t1, p, None))
+                continue
+            if not bool(torch.isfinite(alone[self._rows(p)]).all()):
+                self._fail_point(p, self._message(t0, t1, p, alone))
+                continue
+            y[self._rows(p)] = alone[self._rows(p)]
+        return y
+
+    def _fail_point(self, p: int, message: str) -> None:
+        """Point p failed: a plain run raises; a sweep point is held (no drift, out of step control) and reported."""
+        if len(self.points) == 1:
+            raise SimulationFailed(message)
+        if self.held is None:
+            self.held = torch.zeros(self.b, dtype=torch.bool, device=self.device)
+        self.held[self._rows(p)] = True
+        self.failed[p] = self._new_failures[p] = message
+
+    def take_failures(self) -> dict[int, str]:
+        """Sweep points that failed since the last call: {point index: message naming its own replica}."""
+        out, self._new_failures = self._new_failures, {}
+        return out
+
+    @property
+    def running(self) -> bool:
+        """Whether any point is still being simulated."""
+        return len(self.failed) < len(self.points)
 
     def _graph_loop(self) -> CudaGraphLoop | None:
         """The CUDA-graph stepper of this run, decided at the first record; None where graph_reason says why not."""
@@ -164,20 +243,26 @@ class Simulation:
         self.events = []
         return out
 
-    def _fail(self, t0: float, t1: float, y1: torch.Tensor) -> None:
-        """Name the population that went non-finite and the fastest component at the last finite state (its likely
-        origin: within one step a non-finite value spreads to every coupled oscillator)."""
-        bad = ~torch.isfinite(y1)  # (B, N + G)
-        parts = (("neurons", bad[:, : self.n]), ("glia", bad[:, self.n: self.n_phase]), ("metabolism", bad[:, self.n_phase:]))
-        pops = [p for p, part in parts if bool(part.any())]
-        speed = self.field(t0, self.y).abs().nan_to_num(nan=float("inf"))  # (B, N + G)
+    def _message(self, t0: float, t1: float, p: int, y1: torch.Tensor | None) -> str:
+        """Why point p failed: the populations of its replicas that went non-finite in y1 (None: unknown, an
+        adaptive solve stopped) and its fastest component at the last finite state, its likely origin (within one
+        step a non-finite value spreads to every coupled oscillator). Replica indices are the point's own."""
+        rows = self._rows(p)
+        pops = "state"
+        if y1 is not None:
+            bad = ~torch.isfinite(y1[rows])  # (R, N + G [+ energy])
+            parts = (("neurons", bad[:, : self.n]), ("glia", bad[:, self.n: self.n_phase]),
+                     ("metabolism", bad[:, self.n_phase:]))
+            pops = " and ".join(name for name, part in parts if bool(part.any())) + " state"
+            suspects = bad.any(1)  # (R,) the replicas that went non-finite
+        speed = self.field(t0, self.y)[rows].abs().nan_to_num(nan=float("inf"))  # (R, N + G [+ energy])
+        if y1 is not None:
+            speed = torch.where(suspects[:, None], speed, -1.0)  # the fastest among the replicas that failed
         b, i = divmod(int(speed.argmax()), speed.shape[1])
         who = f"neuron {i}" if i < self.n else f"glia {i - self.n}" if i < self.n_phase else "energy reserve"
-        raise SimulationFailed(
-            f"{' and '.join(pops)} state turned non-finite between t={t0:g} and t={t1:g}; fastest at t={t0:g}: "
-            f"replica {b}, {who} (|dphase/dt| = {float(speed[b, i]):.3g} rad/time); "
-            f"reduce solver.dt or check drive and coupling magnitudes"
-        )
+        return (f"{pops} turned non-finite between t={t0:g} and t={t1:g}; fastest at t={t0:g}: replica {b}, {who} "
+                f"(|dphase/dt| = {float(speed[b, i]):.3g} rad/time); reduce solver.dt or check drive and coupling "
+                f"magnitudes")
 
     def unwrapped(self) -> torch.Tensor:
         """(B, N + G) continuous phases in radians, float64."""
@@ -240,7 +325,7 @@ class Simulation:
                 z = torch.complex((torch.cos(x) * w).sum(1) / k, (torch.sin(x) * w).sum(1) / k)
             return z.abs().cpu().numpy(), z.angle().cpu().numpy()
 
-        rec["metrics/order_parameter"], rec["metrics/mean_phase"] = order(self.y[:, :n], self.mask)
+        rec["metrics/order_parameter"], rec["metrics/mean_phase"] = self._by_point(order, self.y[:, :n], self.mask)
         if self.controller is not None:
             syn = self.controller.count_synapses()
             glia = self.field.glia_mask
@@ -248,14 +333,15 @@ class Simulation:
             rec["structure/active"] = self.mask.to(torch.uint8).cpu().numpy()
             rec["structure/glia_active"] = glia.to(torch.uint8).cpu().numpy()
         if self.g:
-            rec["metrics/glia_order_parameter"], rec["metrics/glia_mean_phase"] = order(
-                self.y[:, n: self.n_phase], getattr(self.field, "glia_mask", None))
+            rec["metrics/glia_order_parameter"], rec["metrics/glia_mean_phase"] = self._by_point(
+                order, self.y[:, n: self.n_phase], getattr(self.field, "glia_mask", None))
         if self.modules is not None:
             th = self.y[:, :n]
             if self.mask is not None:
                 self.modules.set(self.modules.index, self.mask)  # membership follows the current activity
             x, y = self.modules(torch.cos(th), torch.sin(th))
-            rec["metrics/module_order_parameter"] = torch.sqrt(x * x + y * y).cpu().numpy()
+            rec["metrics/module_order_parameter"] = self._by_point(
+                lambda x, y: torch.sqrt(x * x + y * y).cpu().numpy(), x, y)
         if self.metabolism is not None:
             from .metabolism import LEDGER
 
@@ -268,6 +354,15 @@ class Simulation:
             rec["metabolism/supply_factor"] = np.float64(met.schedule.factor(self.t))
             rec["metabolism/epoch"] = np.int32(met.schedule.index(self.t))
         return rec
+
+    def _by_point(self, fn, *xs):
+        """fn over each sweep point's block of replicas (rows), concatenated: vectorised kernels (atan2, hypot) and
+        reductions then see the shapes of the point's own run, so its records equal that run's to the bit."""
+        if len(self.points) == 1:
+            return fn(*xs)
+        b = self.cfg.replicas
+        parts = [fn(*(None if x is None else x[i * b:(i + 1) * b] for x in xs)) for i in range(len(self.points))]
+        return tuple(map(np.concatenate, zip(*parts))) if isinstance(parts[0], tuple) else np.concatenate(parts)
 
     def static(self) -> dict[str, tuple[np.ndarray, dict]]:
         """Arrays fixed for the whole run, written once."""
@@ -364,6 +459,12 @@ def _loop(sim: Simulation, writer: TraceWriter, should_stop, progress: bool, bar
     try:
         while sim.record < total:
             sim.advance()
+            lost = sim.take_failures()
+            if lost:  # sweep points that failed alone (a plain run raises SimulationFailed instead)
+                writer.fail_points(lost)
+                if not sim.running:
+                    writer.flush()
+                    return RunResult(writer.path, "failed", writer.rows, "; ".join(lost.values()))
             writer.append(sim.snapshot())
             events = sim.take_events()
             if events is not None:  # appended even when empty: a structural run always has /structure/events

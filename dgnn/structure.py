@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from .config import Config, StructureConfig
-from .trig import Param, Trig, is_zero, param_cos, param_sin, replica_value
+from .trig import Param, Trig, batched, is_zero, param_cos, param_sin
 
 EVENT_DTYPE = np.dtype([
     ("time", "f8"), ("replica", "i4"), ("operator", "S16"), ("target", "i4"), ("source", "i4"), ("domain", "i4"),
@@ -51,17 +51,22 @@ class PlasticCoupling:
     DELTA_FRACTION = 1.0  # above this many edits per base synapse the batched matmul beats the sparse delta (measured)
     GATHER_MAX = 12288  # up to this many edits the gather / index_add beats the CSR SpMM on CPU (measured)
 
-    def __init__(self, w: torch.Tensor, scale: Param, harmonics, lag: Param, n_base: int | None = None):
+    def __init__(self, w: torch.Tensor, scale: Param, harmonics, lag: Param, n_base: int | None = None,
+                 like: "PlasticCoupling | None" = None):
         """n_base: the initial neurons; W0 is the shared graph among them (spare slots start unconnected, so their
-        synapses live in the delta and the shared product costs what the network without spare capacity costs)."""
+        synapses live in the delta and the shared product costs what the network without spare capacity costs).
+        like: another point's coupling on the same graph, whose W0 this one shares (sweep points)."""
         self.w = w  # (B, C, C), edited in place by the controller
         b, c, _ = w.shape
         self.n_base = n_base = c if n_base is None else n_base
-        base = torch.zeros_like(w[0])
-        base[:n_base, :n_base] = w[0, :n_base, :n_base]
-        self.base_full = base  # (C, C) W0
-        self.base_t = base[:n_base, :n_base].T.contiguous()  # (n, n): W0^T among the initial slots
-        self.n_synapses = max(1, int((self.base_t != 0).sum()))
+        if like is None:
+            base = torch.zeros_like(w[0])
+            base[:n_base, :n_base] = w[0, :n_base, :n_base]
+            self.base_full = base  # (C, C) W0
+            self.base_t = base[:n_base, :n_base].T.contiguous()  # (n, n): W0^T among the initial slots
+            self.n_synapses = max(1, int((self.base_t != 0).sum()))
+        else:
+            self.base_full, self.base_t, self.n_synapses = like.base_full, like.base_t, like.n_synapses
         self.use_csr = w.device.type != "cpu"
         self.terms = [(m, scale * amp, param_cos(m * lag), param_sin(m * lag)) for m, amp in harmonics]
         self.refresh()
@@ -160,6 +165,46 @@ class PlasticCoupling:
         return torch.zeros_like(trig.theta) if out is None else out
 
 
+class PointPlastic:
+    """The plastic coupling of sweep points batched together: one PlasticCoupling per point over its block of the
+    batch's W (views), so that each point keeps its own run's products, delta paths and numbers to the bit; edits
+    of the batch's W are routed to the point that owns them."""
+
+    name = PlasticCoupling.name
+
+    def __init__(self, w: torch.Tensor, parts: list[PlasticCoupling], replicas: int):
+        self.w, self.parts, self.replicas = w, parts, replicas  # w: (P B, C, C); part i views w[i B:(i + 1) B]
+
+    def _rows(self, i: int) -> slice:
+        return slice(i * self.replicas, (i + 1) * self.replicas)
+
+    def touch(self, flat: torch.Tensor) -> None:
+        per = self.replicas * self.w.shape[1] * self.w.shape[2]  # W entries of one point
+        flat = flat.to(self.w.device)
+        owner = flat // per
+        for i, part in enumerate(self.parts):
+            mine = flat[owner == i]
+            if mine.numel():
+                part.touch(mine - i * per)
+
+    def refresh(self, full: bool = True, active: torch.Tensor | None = None) -> None:
+        for i, part in enumerate(self.parts):
+            part.refresh(full, None if active is None else active[self._rows(i)])
+
+    def degrees(self) -> tuple[torch.Tensor, torch.Tensor]:
+        ins, outs = zip(*(part.degrees() for part in self.parts))
+        return torch.cat(ins), torch.cat(outs)  # (P B, C) each
+
+    def abs_row_sums(self) -> torch.Tensor:
+        return torch.cat([part.abs_row_sums() for part in self.parts])  # (P B, C)
+
+    def __call__(self, trig: Trig) -> torch.Tensor:
+        for m in {t[0] for part in self.parts for t in part.terms}:
+            trig(m)  # once for the batch; each point reads its rows
+        r = self.replicas
+        return torch.cat([part(trig.rows(i * r, (i + 1) * r)) for i, part in enumerate(self.parts)])  # (P B, C)
+
+
 def _top_pairs(score: torch.Tensor, exclude: torch.Tensor, k: int, largest: bool):
     """Per replica the k largest (smallest) scores of a (B, C, K) array (K = C, or K sampled columns) plus the penalty `exclude` (0, or -inf
     (+inf) for excluded entries, which never pass a threshold): values and (i, j), each (B, k'). The k best entries
@@ -199,11 +244,16 @@ class Proposal:
 class Controller:
     """Reads activity windows and applies energy-gated structural operators to a plastic GlialNeuralField."""
 
-    def __init__(self, cfg: Config, field, rng: np.random.Generator, undirected: bool):
+    def __init__(self, cfg: Config, field, rngs: list[np.random.Generator], undirected: bool,
+                 points: list[Config] | None = None):
+        """rngs: one seeded generator per sweep point batched in the field (points, default [cfg]; point i owns
+        replicas i R .. (i + 1) R - 1): each point draws its candidates and new cells from its own, as its own run."""
         self.cfg: StructureConfig = cfg.structure
-        self.base_cfg = cfg
+        self.points = points or [cfg]
         self.field = field
-        self.rng = rng
+        self.rngs = rngs
+        self.replicas = cfg.replicas
+        self.e_max = [p.metabolism.e_max for p in self.points for _ in range(cfg.replicas)]  # per replica
         self.undirected = undirected
         self.window_records = int(round(self.cfg.window / cfg.record.every))
         self.interval_records = int(round(self.cfg.interval / cfg.record.every))
@@ -303,7 +353,9 @@ class Controller:
         """M distinct sources per replica (B, M), shared by its targets, drawn from the run's generator; the PLV
         products against them (B, C, M) and the trigger exclusions there, read from W and the activity."""
         b, c, _ = x.shape
-        cand = torch.as_tensor(np.argsort(self.rng.random((b, c)), axis=1)[:, :m], device=x.device)  # (B, M)
+        r = self.replicas
+        cand = torch.as_tensor(np.concatenate([np.argsort(g.random((r, c)), axis=1)[:, :m] for g in self.rngs]),
+                               device=x.device)  # (B, M)
         pick = lambda z: z.gather(1, cand[:, :, None].expand(-1, -1, z.shape[2])).transpose(1, 2)  # noqa: E731
         act = self.active > 0
         conn = self.w.gather(2, cand[:, None, :].expand(-1, c, -1)) != 0  # (B, C, M)
@@ -359,7 +411,8 @@ class Controller:
             top(pen["no_pruning"], op.max_per_interval, False, op.threshold ** 2, "pruning", op.cost, op.refund, "PLV <")
             if op.reserve_below > 0:  # energy pressure: starved domains shed their weakest-locked synapses
                 mean = torch.stack(self.reserves).mean(0)  # (B, D)
-                starved = (mean < op.reserve_below * self.field.metabolism.e_max)[:, self.domain]  # (B, C) by target
+                low = self._per_point(lambda p: op.reserve_below * p.metabolism.e_max)
+                starved = (mean < low)[:, self.domain]  # (B, C) by target
                 fed = torch.where(starved, 0.0, float("inf")).to(plv2.dtype)[:, :, None]  # (B, C, 1)
                 top(pen["no_pruning"] + fed, op.max_per_interval, False, float("inf"), "pruning",
                     op.cost, op.refund, "energy pressure, PLV")
@@ -413,13 +466,14 @@ class Controller:
         if not (st.glia_creation.enabled or st.glia_removal.enabled):
             return
         mean = torch.stack(self.reserves).mean(0)  # (B, D)
-        e_max = f.metabolism.e_max
         slot_dom = torch.nn.functional.one_hot(f.glia_dom_index, f.n_domains).to(mean.dtype)  # (Gc, D)
         active_per_domain = self.glia_active @ slot_dom  # (B, D)
         free_per_domain = (1.0 - self.glia_active) @ slot_dom
+        low = self._per_point(lambda p: st.glia_creation.threshold * p.metabolism.e_max)
+        high = self._per_point(lambda p: st.glia_removal.threshold * p.metabolism.e_max)
         for op, name, cond in (
-            (st.glia_creation, "glia_creation", (mean < st.glia_creation.threshold * e_max) & (free_per_domain > 0)),
-            (st.glia_removal, "glia_removal", (mean > st.glia_removal.threshold * e_max) & (active_per_domain > 1)),
+            (st.glia_creation, "glia_creation", (mean < low) & (free_per_domain > 0)),
+            (st.glia_removal, "glia_removal", (mean > high) & (active_per_domain > 1)),
         ):
             if not op.enabled:
                 continue
@@ -444,7 +498,7 @@ class Controller:
         d = met.d
         reserve = block[:, :d].cpu().numpy().astype(np.float64)  # (B, D) host copy, booked as we go
         booked = {k: np.zeros_like(reserve) for k in ("structural", "refunded", "discarded")}
-        e_max = [replica_value(met.e_max, b) for b in range(reserve.shape[0])]
+        e_max = self.e_max
         entries = {e for p in props if p.op in ("synaptogenesis", "pruning") for e in self._entries(p.replica, p.target, p.source)}
         synapse = {}  # (replica, target, source) -> exists now, for every entry a proposal may touch
         if entries:
@@ -567,7 +621,8 @@ class Controller:
         theta = y[b, : f.n_neurons]
         mean = torch.polar(torch.ones_like(theta[mates]), theta[mates]).mean() if len(mates) else torch.tensor(1.0 + 0j)
         y[b, i] = float(torch.angle(mean)) if len(mates) else 0.0
-        f.omega[b, i] = float(sample_frequencies(self.base_cfg.neurons.frequency, 1, 1, self.rng)[0, 0])
+        p = b // self.replicas
+        f.omega[b, i] = float(sample_frequencies(self.points[p].neurons.frequency, 1, 1, self.rngs[p])[0, 0])
         self.active[b, i] = 1.0
         self.w[b, i, :] = 0.0
         self.w[b, :, i] = 0.0
@@ -586,7 +641,8 @@ class Controller:
         mates = torch.nonzero((self.glia_active[b] > 0) & (dom == d)).flatten()
         psi = y[b, f.n_neurons: f.n_neurons + f.n_glia]
         y[b, f.n_neurons + k] = float(torch.angle(torch.polar(torch.ones_like(psi[mates]), psi[mates]).mean())) if len(mates) else 0.0
-        f.nu[b, k] = float(sample_frequencies(self.base_cfg.glia.frequency, 1, 1, self.rng)[0, 0])
+        p = b // self.replicas
+        f.nu[b, k] = float(sample_frequencies(self.points[p].glia.frequency, 1, 1, self.rngs[p])[0, 0])
         self.glia_active[b, k] = 1.0
         return k
 
@@ -597,7 +653,22 @@ class Controller:
         f.nu[b, k] = 0.0
         return k
 
+    def _per_point(self, value) -> Param:
+        """value(point) for each point, in Python floats as its own run computes it: a float, or (B, 1)."""
+        w = self.w
+        return batched([value(p) for p in self.points], self.replicas, w.device, w.dtype)
+
     # ------------------------------------------------------------------------------------------------ resume
+    def _rng_state(self) -> np.ndarray:
+        """The generators' states as bytes: (L,) for a plain run; for sweep points (B, L), one row per replica
+        holding its point's state (space-padded), so a point's slice of the checkpoint is its own run's."""
+        states = [repr(g.bit_generator.state).encode() for g in self.rngs]
+        if len(states) == 1:
+            return np.frombuffer(states[0], dtype=np.uint8)
+        width = max(map(len, states))
+        rows = [np.frombuffer(s.ljust(width), dtype=np.uint8) for s in states for _ in range(self.replicas)]
+        return np.stack(rows)
+
     def state_dict(self) -> dict[str, np.ndarray]:
         f = self.field
         return {"structure_w": self.w.cpu().numpy(), "structure_active": self.active.cpu().numpy(),
@@ -605,7 +676,7 @@ class Controller:
                 "structure_glia_active": self.glia_active.cpu().numpy(), "structure_nu": f.nu.cpu().numpy(),
                 "structure_reserves": torch.stack(self.reserves).cpu().numpy() if self.reserves else np.zeros(0),
                 "structure_buffer": torch.stack(self.buffer).cpu().numpy() if self.buffer else np.zeros((0,) + tuple(self.active.shape)),
-                "structure_rng": np.frombuffer(repr(self.rng.bit_generator.state).encode(), dtype=np.uint8)}
+                "structure_rng": self._rng_state()}
 
     def load_state_dict(self, state: dict) -> None:
         import ast
@@ -620,6 +691,9 @@ class Controller:
         self.glia_active.copy_(torch.as_tensor(state["structure_glia_active"], device=dev, dtype=dt))
         f.nu.copy_(torch.as_tensor(state["structure_nu"], device=dev, dtype=dt))
         self.reserves = [torch.as_tensor(x, device=dev, dtype=dt) for x in state["structure_reserves"]]
-        self.rng.bit_generator.state = ast.literal_eval(bytes(state["structure_rng"]).decode())
+        saved = np.atleast_2d(state["structure_rng"])  # (1, L) for a plain run, (B, L) rows for sweep points
+        for i, g in enumerate(self.rngs):
+            row = saved[min(i * self.replicas, len(saved) - 1)]
+            g.bit_generator.state = ast.literal_eval(bytes(row).decode().strip())
         self._cache = None
         f.structure_changed()

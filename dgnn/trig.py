@@ -27,6 +27,12 @@ class Trig:
                 self._cache[m] = (torch.cos(m * self.theta), torch.sin(m * self.theta))
         return self._cache[m]
 
+    def rows(self, lo: int, hi: int) -> "Trig":
+        """The same terms for replicas lo..hi-1 (cached values sliced, not recomputed)."""
+        out = Trig(self.theta[lo:hi])
+        out._cache = {m: (c[lo:hi], s[lo:hi]) for m, (c, s) in self._cache.items()}
+        return out
+
 
 def param_cos(x: Param) -> Param:
     return torch.cos(x) if isinstance(x, torch.Tensor) else math.cos(x)
@@ -34,10 +40,6 @@ def param_cos(x: Param) -> Param:
 
 def param_sin(x: Param) -> Param:
     return torch.sin(x) if isinstance(x, torch.Tensor) else math.sin(x)
-
-
-def param_abs(x: Param) -> Param:
-    return x.abs() if isinstance(x, torch.Tensor) else abs(x)
 
 
 def is_zero(x: Param) -> bool:
@@ -48,6 +50,14 @@ def is_zero(x: Param) -> bool:
 def replica_value(x: Param, replica: int) -> float:
     """A per-replica (B, 1) parameter or a scalar, for one replica."""
     return float(x[replica, 0]) if isinstance(x, torch.Tensor) else float(x)
+
+
+def batched(values: list[float], replicas: int, device, dtype) -> Param:
+    """A float when every point agrees, else (P * replicas, 1): each point's value repeated over its replicas."""
+    if all(v == values[0] for v in values):
+        return float(values[0])
+    return torch.tensor(values, device=device, dtype=dtype).repeat_interleave(replicas).unsqueeze(1)
+
 
 
 class DomainMeans:

@@ -35,6 +35,25 @@ class GaussianIncrements:
         self.set_state(state)
 
 
+class PointIncrements(GaussianIncrements):
+    """dW for `points` sweep points of equal seed batched as consecutive blocks of replicas: each point gets the
+    increments of its own run, drawn once per step from the shared seed's stream and repeated for every point.
+
+    A point's noise is then a function of its config alone, whatever its batch mates; with one point this is
+    GaussianIncrements, draw for draw.
+    """
+
+    def __init__(self, seed: int, points: int, device="cpu"):
+        super().__init__(seed, device)
+        self.points = points
+
+    def __call__(self, t: float, dt: float, shape, dtype) -> torch.Tensor:
+        if self.points == 1:
+            return super().__call__(t, dt, shape, dtype)
+        one = super().__call__(t, dt, (shape[0] // self.points, *shape[1:]), dtype)  # (B, ...) of one point
+        return one.expand(self.points, *one.shape).reshape(shape)  # (P B, ...): one copy (faster than repeat)
+
+
 class BrownianPath:
     """A fixed Brownian path sampled on a fine grid: increments over [t, t + dt] are sums of the fine ones.
 

@@ -109,10 +109,12 @@ def plan(points: list[Point], max_batch: int) -> list[list[Point]]:
 
 
 class MultiWriter:
-    """Fans each batched record out to one trace per point (replica slice), so the run loop is shared with `run`."""
+    """Fans each batched record out to one trace per point (replica slice), so the run loop is shared with `run`.
+    A point that fails alone is finished (records kept, status failed) and left out from then on."""
 
     def __init__(self, writers: list[TraceWriter], replicas: int):
         self.writers, self.replicas = writers, replicas
+        self.live = list(range(len(writers)))  # points still written
         self.path = writers[0].path
 
     def _slice(self, i: int, record: dict) -> dict:
@@ -120,32 +122,42 @@ class MultiWriter:
         return {k: (v[lo:hi] if np.ndim(v) >= 1 else v) for k, v in record.items()}
 
     def append(self, record: dict) -> None:
-        for i, w in enumerate(self.writers):
-            w.append(self._slice(i, record))
+        for i in self.live:
+            self.writers[i].append(self._slice(i, record))
 
     def append_events(self, events: np.ndarray) -> None:
-        for i, w in enumerate(self.writers):
+        for i in self.live:
             mine = events[(events["replica"] >= i * self.replicas) & (events["replica"] < (i + 1) * self.replicas)].copy()
             mine["replica"] -= i * self.replicas
             if len(mine):
-                w.append_events(mine)
+                self.writers[i].append_events(mine)
+
+    def fail_points(self, failures: dict[int, str]) -> None:
+        """Finish the traces of points that failed: every record so far kept, status failed with its message."""
+        for i, message in failures.items():
+            w = self.writers[i]
+            w.flush()
+            w.set_status("failed", message)
+            w.close()
+            self.live.remove(i)
 
     @property
     def rows(self) -> int:
-        return self.writers[0].rows
+        return self.writers[self.live[0] if self.live else 0].rows
 
     @property
     def pending_bytes(self) -> int:
-        return sum(w.pending_bytes for w in self.writers)
+        return sum(self.writers[i].pending_bytes for i in self.live)
 
-    SHARED = ("record", "rng_state", "structure_rng")  # batch-wide checkpoint entries
+    SHARED = ("record", "rng_state")  # batch-wide checkpoint entries (one noise stream: the points share its seed)
+    PER_POINT = ("structure_rng",)  # one point: (L,) bytes, as a plain run's; several: (B, L), a row per replica
     TIME_FIRST = ("structure_buffer", "structure_reserves")  # (T, B, ...): the replica axis is 1
 
     def _checkpoint(self, i: int, ck: dict) -> dict:
         lo, hi = i * self.replicas, (i + 1) * self.replicas
         out = {}
         for k, v in ck.items():
-            if k in self.SHARED or np.ndim(v) == 0:
+            if k in self.SHARED or np.ndim(v) == 0 or (k in self.PER_POINT and np.ndim(v) == 1):
                 out[k] = v
             elif k in self.TIME_FIRST:
                 out[k] = v[:, lo:hi] if np.ndim(v) > 1 else v
@@ -154,16 +166,16 @@ class MultiWriter:
         return out
 
     def flush(self, checkpoint: dict | None = None) -> None:
-        for i, w in enumerate(self.writers):
-            w.flush(None if checkpoint is None else self._checkpoint(i, checkpoint))
+        for i in self.live:
+            self.writers[i].flush(None if checkpoint is None else self._checkpoint(i, checkpoint))
 
     def set_status(self, status: str, message: str | None = None) -> None:
-        for w in self.writers:
-            w.set_status(status, message)
+        for i in self.live:
+            self.writers[i].set_status(status, message)
 
     def close(self) -> None:
-        for w in self.writers:
-            w.close()
+        for i in self.live:
+            self.writers[i].close()
 
 
 def _run_batch(batch: list[Point], out: Path, progress_bar, should_stop) -> str:
