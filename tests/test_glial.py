@@ -48,6 +48,8 @@ def test_ratio_zero_is_the_oscillator_net_bit_for_bit(kw):
     nets = [build_model(c, 4, 3, seed=2, dtype=F64) for c in (cfg, plain(cfg))]
     assert type(nets[1]) is OscillatorNet and nets[0].n_glia == 0
     x = inputs()
+    with torch.no_grad():  # the glial net's one-pass inference reports the same energy
+        torch.testing.assert_close(nets[0].infer(x).energy, nets[1].metabolic_energy(x), rtol=0, atol=0)
     outs = []
     for net in nets:
         logits, acts = net(x)
@@ -164,6 +166,17 @@ def test_the_ledger_balances_per_inference(dtype, kw, regime):
     # the energy of an inference is its ledger's consumption, neurons and glia
     total = sum(inf.ledger[c] for c in ("consumed_base", "consumed_activity", "consumed_synapse", "consumed_glia"))
     torch.testing.assert_close(inf.energy, total.sum(-1))
+
+
+@pytest.mark.parametrize("method", ["euler", "midpoint", "dopri5"])
+@pytest.mark.parametrize("regime", list(METABOLISMS))
+def test_the_ledger_balances_with_every_allowed_method(method, regime):
+    # explicit steps clamp after every step; torchdiffeq's adaptive dopri5 at the end of the settling (its output
+    # time), booking as unmet whatever the reserve borrowed below 0 meanwhile: the balance holds either way
+    with torch.no_grad():
+        inf = build_model(glial(method=method, metabolism=METABOLISMS[regime]), 4, 3, seed=5, dtype=F64).infer(inputs(3))
+    assert float(inf.imbalance().abs().max()) < 1e-12
+    assert (float(inf.ledger["unmet"].min()) > 0) == (regime == "drained")
 
 
 def test_every_inference_is_a_replica_with_its_own_reserve():
@@ -311,10 +324,26 @@ def test_macs_count_the_glial_work_per_step():
     ({"kind": "glial", "c_gn": 2.0}, r"c_gn: \(coupling cap 8 \+ 2 \|c_gn\|\) x dt = 3 > 2.785"),
     ({"kind": "glial", "c_ng": 6.0, "dt": 0.5}, r"c_ng: 2 \|c_ng\| x dt = 6 > 2.785"),
     ({"kind": "glial", "metabolism": {"supply": 50.0}}, r"metabolism\.supply: reserve relaxation rate"),
+    ({"kind": "glial", "method": "explicit_adams"}, r"method: kind glial checks its steps for euler, midpoint, rk4"),
+    ({"kind": "glial", "method": "rk5"}, r"method: unknown method 'rk5'"),
 ])
 def test_bad_glial_configs_name_the_key(data, match):
     with pytest.raises(ConfigError, match=match):
         config_from_dict(data, "model.yaml", model=ModelConfig)
+
+
+def test_a_copied_config_that_leaves_a_layer_without_glia_is_refused():
+    # model_copy (as match_width uses) skips validation: the net itself refuses a layer with no glial cell
+    cfg = glial(glia_ratio=0.25).model_copy(update={"hidden": [8, 1]})
+    with pytest.raises(ConfigError, match=r"glia_ratio: 0.25 leaves a layer of \[8, 1\] without glia"):
+        build_model(cfg, 4, 3, 0)
+
+
+def test_build_model_builds_registered_kinds_only():
+    # a strategy fits its own network (dgnn.search); asking build_model for one is an error, not a stand-in net
+    with pytest.raises(ConfigError, match=r"kind strategy: no network of its own to build \(buildable kinds: mlp, "
+                                          r"oscillator, glial\)"):
+        build_model(ModelConfig(kind="strategy", strategy="nne"), 4, 3, 0)
 
 
 def test_a_resolved_config_round_trips():

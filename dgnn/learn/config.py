@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from ..config import MetabolismConfig, _Model
+from ..solvers import check_method, is_fixed_step
 
 
 class DatasetConfig(_Model):
@@ -136,6 +137,13 @@ class ModelConfig(_Model):
             h = self.hidden[counts.index(0)]
             raise ValueError(f"glia_ratio: {self.glia_ratio} x {h} units rounds to no glial cell in layer "
                              f"{counts.index(0) + 1}; use 0 (no glia) or more than {0.5 / h:.3g}")
+        try:
+            check_method(self.method, noisy=False)
+        except ValueError as exc:
+            raise ValueError(f"method: {exc}") from None
+        if is_fixed_step(self.method) and self.method not in REAL_STABILITY:
+            raise ValueError(f"method: kind glial checks its steps for {', '.join(REAL_STABILITY)} (fixed step) and "
+                             f"the adaptive methods; found {self.method!r}")
         limit = REAL_STABILITY.get(self.method)
         if limit is None or not self.glia_ratio:
             return

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from ..energy import CONSUMED
+from ..errors import ConfigError
 from ..metabolism import LEDGER, Metabolism, imbalance
 from ..topology import domains
 from ..trig import DomainMeans
@@ -40,11 +41,7 @@ class Inference:
     reserve_initial: torch.Tensor  # (B, D) energy
     reserve: torch.Tensor  # (B, D) energy at the end of the settling
     ledger: dict[str, torch.Tensor]  # LEDGER name -> (B, D) cumulative energy over the settling
-
-    @property
-    def energy(self) -> torch.Tensor:
-        """(B,) energy drawn over the settling: base + activity + synapse + glia, summed over domains."""
-        return sum(self.ledger[k].sum(-1) for k in CONSUMED)
+    energy: torch.Tensor  # (B,) the metabolic energy: base + activity + synapse + glia consumption, all domains
 
     def imbalance(self) -> torch.Tensor:
         """(B, D) e - e0 - (inflows - outflows): zero up to rounding."""
@@ -70,8 +67,8 @@ class GlialField:
         th, psi, block = y[:, s:s + n], y[:, s + n:s + n + g], y[:, s + n + g:]  # (B, N), (B, G), (B, (1 + L) D)
         dth = base[:, s:] * self.met.gate(block)  # (B, N) coupling gated by each unit's domain reserve
         dpsi = torch.full_like(psi, self.nu)  # (B, G)
-        if self.neurons is None and self.glia is None:  # one unit and one glial cell per domain (glia_ratio 1)
-            lag = torch.sin(psi - th)  # (B, N)
+        if (self.c_gn or self.c_ng) and self.neurons is None and self.glia is None:  # one unit, one glial cell
+            lag = torch.sin(psi - th)  # (B, N): the domain means are the single members
             dth = dth + self.c_gn * lag if self.c_gn else dth
             dpsi = dpsi - self.c_ng * lag if self.c_ng else dpsi
         elif self.c_gn or self.c_ng:
@@ -110,6 +107,9 @@ class GlialNet(OscillatorNet):
         super().__init__(n_in, n_out, cfg, gen, dtype)  # the same parameters, drawn in the same order
         self.start = n_in if self.drive else 0
         self.glia_per_layer = cfg.glia_counts()
+        if cfg.glia_ratio and min(self.glia_per_layer) == 0:  # a copied config (e.g. match_width) skips validation
+            raise ConfigError(f"glia_ratio: {cfg.glia_ratio} leaves a layer of {cfg.hidden} without glia; every layer "
+                              "has glia or none does")
         neuron_domain, glia_domain, first = [], [], 0
         for h, g in zip(cfg.hidden, self.glia_per_layer):
             d = min(h, g)
@@ -152,15 +152,17 @@ class GlialNet(OscillatorNet):
         y, field = self._settle(x, dt, trajectory=False)
         logits, acts = self._outputs(y)
         b = x.shape[0]
-        if not self.n_glia:
+        if not self.n_glia:  # no reserves, no ledger: OscillatorNet's energy of the same power
             none = y.new_zeros(b, 0)
-            return Inference(logits, acts, none, none, none, {k: none for k in LEDGER})
+            return Inference(logits, acts, none, none, none, {k: none for k in LEDGER},
+                             super().metabolic_energy(x, dt))
         met = field.met
         block = y[:, self.n_phases:]
-        ledger = met.ledger(block)  # (B, len(LEDGER), D)
+        led = met.ledger(block)  # (B, len(LEDGER), D)
+        ledger = {k: led[:, i] for i, k in enumerate(LEDGER)}
         return Inference(logits, acts, y[:, self.n_phases - self.n_glia: self.n_phases],
-                         met.reserve(met.initial(b, y.device, y.dtype)), met.reserve(block),
-                         {k: ledger[:, i] for i, k in enumerate(LEDGER)})
+                         met.reserve(met.initial(b, y.device, y.dtype)), met.reserve(block), ledger,
+                         sum(ledger[k].sum(-1) for k in CONSUMED))
 
     # -------------------------------------------------------------------------------------------------- costs
     def metabolic_energy(self, x: torch.Tensor, dt: float | None = None) -> torch.Tensor:
@@ -184,10 +186,15 @@ class GlialNet(OscillatorNet):
         n, g, d = self.offsets[-1], self.n_glia, self.n_domains
         glial = bool(cfg.c_gn) or bool(cfg.c_ng)
         mac = n + d  # gate: e + k_m, then its value times each unit's coupling
-        mac += (2 * g + 2 * d + 3 * n) if cfg.c_gn else 0  # glia means, c_gn (zy cos - zx sin)
-        mac += (2 * n + 2 * d + 4 * g) if cfg.c_ng else 0  # unit means, nu + c_ng (zy cos - zx sin)
         mac += 2 * n + 6 * d  # p_act theta'^2 summed per domain; supply (1 - e / e_max) and de
-        trans = d + (2 * n + 2 * g if glial else 0)  # the gate's division; cos, sin of theta and psi
+        trans = d  # the gate's division
+        if glial and n == g == d:  # one unit, one glial cell per domain: sin(psi - theta) once per pair
+            mac += n + (n if cfg.c_gn else 0) + (2 * g if cfg.c_ng else 0)  # psi - theta; c_gn x; nu + c_ng x
+            trans += n
+        elif glial:
+            mac += (2 * g + 2 * d + 3 * n) if cfg.c_gn else 0  # glia means, c_gn (zy cos - zx sin)
+            mac += (2 * n + 2 * d + 4 * g) if cfg.c_ng else 0  # unit means, nu + c_ng (zy cos - zx sin)
+            trans += 2 * n + 2 * g  # cos, sin of theta and psi
         steps = max(1, round(cfg.settle_time / cfg.dt))
         evals = steps * STAGES.get(cfg.method, 6)
         out["macs"] += mac * evals + 4 * d * steps  # projection: two clamps and two bookings per domain
