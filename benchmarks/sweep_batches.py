@@ -17,7 +17,7 @@ import torch
 from dgnn.config import config_from_dict
 from dgnn.simulation import Simulation
 from dgnn.solvers import GaussianIncrements, PointIncrements
-from dgnn.sweep import expand
+from dgnn.study.sweep import expand
 
 CASES = [  # (points, N, topology)
     (32, 100, "all_to_all"), (32, 100, "watts_strogatz"), (4, 1000, "all_to_all"), (4, 1000, "watts_strogatz"),

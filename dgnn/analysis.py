@@ -122,7 +122,9 @@ def energy_summary(trace: Trace) -> dict:
 
     m = trace.metrics
     e = trace.metabolism["reserve"].astype(float)  # (T, B, D)
-    led = {k: trace.metabolism[f"ledger/{k}"].astype(float) for k in LEDGER}
+    # a column the trace lacks (consumed_glia where the glia draw no power) is zero throughout
+    led = {k: trace.metabolism[f"ledger/{k}"].astype(float) if f"ledger/{k}" in trace.metabolism else np.zeros_like(e)
+           for k in LEDGER}
     out = {f"total_{k}": float(v[-1].sum(-1).mean()) for k, v in led.items()}
     consumed = ledger_consumed(led)
     out.update(

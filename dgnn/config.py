@@ -232,6 +232,7 @@ class MetabolismConfig(_Model):
     p_base: float = Field(0.01, ge=0.0, description="power per neuron at rest")
     p_act: float = Field(0.1, ge=0.0, description="power per (rad/time)^2 of drift deviation (theta' - omega)")
     p_syn: float = Field(0.01, ge=0.0, description="power per unit of sum_j |K_ij|")
+    p_glia: float = Field(0.0, ge=0.0, description="base power per glial cell, drawn from its domain's reserve")
     supply: float = Field(1.0, ge=0.0, description="supply rate per glial cell")
     e_max: float = Field(10.0, gt=0.0, description="reserve capacity per domain")
     e_init: float = Field(5.0, ge=0.0, description="initial reserve per domain")

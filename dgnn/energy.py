@@ -3,11 +3,12 @@ config key (`energy`) picks among these names wherever an energy is chosen.
 
     activation  seed 002's E: the sum over layers of the mean squared activation (dimensionless; differentiable)
     metabolic   MODEL.md's power P = p_base + p_act theta'^2 + p_syn sum_j |K_ij| integrated over one inference's
-                settling (energy units of the metabolism config; differentiable; phase-based nets only)
+                settling (energy units of the metabolism config; differentiable; phase-based nets only); for glial
+                nets (dgnn.learn.glial) the ledger's consumption of one inference, glial base power included
     mac_joules  joules per inference from MACs, transcendental calls and one read of every parameter (Horowitz,
                 ISSCC 2014, 45 nm); every model family has it, so it compares across families
-    ledger      the energy the neurons of a free-running network drew from the glial reserves (the simulator's
-                ledger: base + activity + synapse consumption; `dgnn run` with metabolism)
+    ledger      the energy the neurons and glia of a free-running network drew from the glial reserves (the
+                simulator's ledger: base + activity + synapse + glia consumption; `dgnn run` with metabolism)
 """
 from __future__ import annotations
 
@@ -71,10 +72,11 @@ def trapezoid(power: torch.Tensor, duration: float) -> torch.Tensor:
     return h * (power[0] / 2 + power[1:-1].sum(0) + power[-1] / 2)
 
 
-CONSUMED = ("consumed_base", "consumed_activity", "consumed_synapse")  # what the neurons drew from the reserves
+CONSUMED = ("consumed_base", "consumed_activity", "consumed_synapse", "consumed_glia")  # drawn from the reserves
 
 
 def ledger_consumed(ledger: dict) -> float:
-    """The `ledger` measure: energy the neurons drew over a run, from cumulative ledger columns (T, B, D): the last
-    record's base + activity + synapse consumption, summed over domains, mean over replicas."""
-    return sum(float(ledger[k][-1].sum(-1).mean()) for k in CONSUMED)
+    """The `ledger` measure: energy the neurons and glia drew over a run, from cumulative ledger columns (T, B, D):
+    the last record's base + activity + synapse + glia consumption, summed over domains, mean over replicas.
+    A column that is absent (consumed_glia where the glia draw no power) counts as zero."""
+    return sum(float(ledger[k][-1].sum(-1).mean()) for k in CONSUMED if k in ledger)

@@ -2,10 +2,13 @@
 ledger integrated alongside so that every unit of energy is accounted for.
 
     P_i   = p_base + p_act (theta_i' - omega_i)^2 + p_syn sum_j |K_ij|          (energy / time)
-    e_d'  = S_d(t) (1 - e_d / e_max) - sum_{i in d} P_i,   S_d = supply x (glia in d) x schedule factor(t)
+    e_d'  = S_d(t) (1 - e_d / e_max) - sum_{i in d} P_i - p_glia G_d,   S_d = supply x G_d x schedule factor(t)
     g_i   = e_d(i) / (e_d(i) + k_m)
 
-The first four ledger columns are cumulative integrals solved by the same solver as e, so for any Runge-Kutta
+with G_d the glia of domain d, each drawing its own base power p_glia. With p_glia = 0 (the default) the block
+carries no consumed_glia column (it reads as zeros), so state, noise stream and trace are those of a model without it;
+a model without structural operators may likewise leave out `structural` and `refunded` (structural=False).
+The integrated ledger columns are cumulative integrals solved by the same solver as e, so for any Runge-Kutta
 method the balance (`imbalance` below) holds to rounding. The others are booked when they happen: `unmet` and
 `discarded` by clamping e to [0, e_max] after each step, `structural` and `refunded` by structural operators.
 """
@@ -17,10 +20,11 @@ import numpy as np
 import torch
 
 from .config import MetabolismConfig
-from .trig import DomainMeans, replica_value
+from .trig import DomainMeans, is_zero, replica_value
 
-LEDGER = ("supplied", "consumed_base", "consumed_activity", "consumed_synapse", "unmet", "discarded", "structural",
-          "refunded")
+LEDGER = ("supplied", "consumed_base", "consumed_activity", "consumed_synapse", "consumed_glia", "unmet", "discarded",
+          "structural", "refunded")
+INTEGRATED = ("supplied", "consumed_base", "consumed_activity", "consumed_synapse", "consumed_glia")  # solved with e
 INFLOW = ("supplied", "unmet", "refunded")  # e - e0 = sum(INFLOW) - sum(everything else)
 
 
@@ -64,23 +68,30 @@ class Schedule:
 
 
 class Metabolism:
-    """State block [e (D) | ledger (6 x D)] appended to the phases; drift, gate and clamping projection."""
+    """State block [e (D) | ledger (L x D)] appended to the phases; drift, gate and clamping projection. The block
+    carries L = len(self.columns) of the LEDGER columns: all but consumed_glia when the glia draw no power (p_glia a
+    scalar 0), and all but structural and refunded with structural=False."""
 
     def __init__(self, cfg: MetabolismConfig, neuron_domain: np.ndarray, glia_domain: np.ndarray, n_domains: int,
-                 synaptic_load: np.ndarray, device, dtype, params: dict | None = None, schedule: Schedule | None = None):
+                 synaptic_load: np.ndarray, device, dtype, params: dict | None = None, schedule: Schedule | None = None,
+                 structural: bool = True):
         """synaptic_load: (N,) sum_j |K_ij|. params: per-replica (B, 1) tensors overriding numeric cfg fields.
-        schedule: the behavioural-state schedule shared with the vector field (built from cfg if None)."""
-        p = {k: getattr(cfg, k) for k in ("p_base", "p_act", "p_syn", "supply", "e_max", "e_init", "k_m")}
+        schedule: the behavioural-state schedule shared with the vector field (built from cfg if None).
+        structural: whether structural operators book into this block (the structural and refunded columns)."""
+        p = {k: getattr(cfg, k) for k in ("p_base", "p_act", "p_syn", "p_glia", "supply", "e_max", "e_init", "k_m")}
         p.update(params or {})
         self.p_act, self.e_max, self.e_init, self.k_m = p["p_act"], p["e_max"], p["e_init"], p["k_m"]
         self.d = n_domains
-        self.size = n_domains * (1 + len(LEDGER))
+        absent = ({"consumed_glia"} if is_zero(p["p_glia"]) else set()) | (set() if structural else {"structural", "refunded"})
+        self.columns = tuple(c for c in LEDGER if c not in absent)
+        self.size = n_domains * (1 + len(self.columns))
         self.schedule = schedule if schedule is not None else Schedule(cfg.schedule)
         self.p_base, self.p_syn = p["p_base"], p["p_syn"]
         self.device, self.dtype = device, dtype
-        self.p_supply = p["supply"]
+        self.p_supply, self.p_glia = p["supply"], p["p_glia"]
         glia = torch.as_tensor(np.bincount(glia_domain, minlength=n_domains), device=device, dtype=dtype)
         self.supply = p["supply"] * glia  # (D,) or (B, D)
+        self.glia_base = p["p_glia"] * glia  # (D,) or (B, D): the glia's own base power
         self.set_layout(torch.as_tensor(neuron_domain, device=device), None,
                         torch.as_tensor(synaptic_load, device=device, dtype=dtype))
 
@@ -88,6 +99,9 @@ class Metabolism:
         """Neuron domains ((N,) or per replica (B, C)), active slots (B, C) or None, and sum_j |K_ij| ((N,) or
         (B, C)): base and synapse power per domain follow (plastic networks call this after every change)."""
         self.members = DomainMeans(neuron_domain, self.d, self.device, self.dtype, active)
+        # one neuron per domain, in domain order (D = N): per-domain sums and gathers are identities, skipped
+        self.identity = (active is None and neuron_domain.dim() == 1 and neuron_domain.numel() == self.d
+                         and bool((neuron_domain == torch.arange(self.d, device=neuron_domain.device)).all()))
         ones = torch.ones(neuron_domain.shape, device=self.device, dtype=self.dtype)
         w = active if active is not None else ones
         load = synaptic_load if active is None else synaptic_load * active
@@ -95,12 +109,15 @@ class Metabolism:
         self.synapse = self.p_syn * self._sum(load)
 
     def set_glia(self, glia_domain: torch.Tensor, active: torch.Tensor) -> None:
-        """Supply per domain = supply x active glia in it: (Gc,) slot domains, (B, Gc) 0/1 activity."""
+        """Supply and glial base power per domain follow its active glia: (Gc,) slot domains, (B, Gc) 0/1 activity."""
         counts = torch.zeros(active.shape[0], self.d, device=self.device, dtype=self.dtype).index_add_(1, glia_domain, active)
         self.supply = self.p_supply * counts  # (B, D)
+        self.glia_base = self.p_glia * counts  # (B, D)
 
     def _sum(self, values: torch.Tensor) -> torch.Tensor:
         """Per-domain sums of per-neuron values: (N,) -> (D,) or (B, n) -> (B, D)."""
+        if self.identity:
+            return values
         idx = self.members.index
         if idx.dim() == 1 and values.dim() == 1:
             return torch.zeros(self.d, device=self.device, dtype=self.dtype).index_add_(0, idx, values)
@@ -111,23 +128,30 @@ class Metabolism:
     def initial(self, batch: int, device, dtype) -> torch.Tensor:
         y = torch.zeros(batch, self.size, device=device, dtype=dtype)
         y[:, : self.d] = self.e_init
-        return y  # (B, 9 D)
+        return y  # (B, (1 + L) D)
 
     def reserve(self, block: torch.Tensor) -> torch.Tensor:
         return block[:, : self.d]  # (B, D)
 
     def ledger(self, block: torch.Tensor) -> torch.Tensor:
-        return block[:, self.d:].reshape(block.shape[0], len(LEDGER), self.d)  # (B, 8, D)
+        """Every LEDGER column, in LEDGER's order (zeros for one the block does not carry): (B, len(LEDGER), D)."""
+        led = block[:, self.d:].reshape(block.shape[0], len(self.columns), self.d)  # (B, L, D)
+        if len(self.columns) == len(LEDGER):
+            return led
+        zero = torch.zeros_like(led[:, :1])
+        return torch.cat([led[:, self.columns.index(k)][:, None] if k in self.columns else zero for k in LEDGER],
+                         dim=1)  # (B, len(LEDGER), D)
 
     def column(self, name: str) -> slice:
         """Where ledger column `name` lives inside the block."""
-        i = LEDGER.index(name)
+        i = self.columns.index(name)
         return slice((1 + i) * self.d, (2 + i) * self.d)
 
     def gate(self, block: torch.Tensor) -> torch.Tensor:
         """g_i = e / (e + k_m) of each neuron's domain, with e >= 0: (B, N)."""
         e = self.reserve(block).clamp_min(0.0)
-        return self.members.gather(e / (e + self.k_m))
+        g = e / (e + self.k_m)  # (B, D)
+        return g if self.identity else self.members.gather(g)
 
     def drift(self, t: float, block: torch.Tensor, deviation: torch.Tensor) -> torch.Tensor:
         """d/dt of the block, given theta' - omega (B, N)."""
@@ -135,10 +159,14 @@ class Metabolism:
         b = block.shape[0]
         supplied = (self.supply * self.schedule.factor(float(t))) * (1.0 - e / self.e_max)  # (B, D)
         activity = self._sum(self.p_act * deviation * deviation)  # (B, D)
-        base, synapse = self.base.expand(b, -1), self.synapse.expand(b, -1)
+        base, synapse, glia = self.base.expand(b, -1), self.synapse.expand(b, -1), self.glia_base.expand(b, -1)
+        flows = {"supplied": supplied, "consumed_base": base, "consumed_activity": activity,
+                 "consumed_synapse": synapse, "consumed_glia": glia}
         de = supplied - base - activity - synapse
+        if "consumed_glia" in self.columns:  # the glia's own base power, where they draw any
+            de = de - glia
         zero = torch.zeros_like(e)
-        return torch.cat([de, supplied, base, activity, synapse] + [zero] * (len(LEDGER) - 4), dim=1)  # (B, 9 D)
+        return torch.cat([de] + [flows[c] if c in INTEGRATED else zero for c in self.columns], dim=1)  # (B, (1 + L) D)
 
     def project(self, block: torch.Tensor) -> torch.Tensor:
         """Clamp e to [0, e_max] and book the difference as unmet demand or discarded supply."""
@@ -163,6 +191,7 @@ class Metabolism:
         block[replica, self.column("discarded").start + domain] += excess
 
     def power(self, deviation: torch.Tensor) -> torch.Tensor:
-        """Total power drawn by all neurons (B,), energy / time."""
+        """Total power drawn by all neurons and glia (B,), energy / time."""
         act = (self.p_act * deviation * deviation).sum(1)
-        return act + self.base.sum(-1) + self.synapse.sum(-1)
+        total = act + self.base.sum(-1) + self.synapse.sum(-1)
+        return total + self.glia_base.sum(-1) if "consumed_glia" in self.columns else total

@@ -334,7 +334,8 @@ class GlialNeuralField:
         metabolism = None
         if cfg.metabolism.enabled:
 
-            params = {k: par(f"metabolism.{k}") for k in ("p_base", "p_act", "p_syn", "supply", "e_max", "e_init", "k_m")}
+            params = {k: par(f"metabolism.{k}")
+                      for k in ("p_base", "p_act", "p_syn", "p_glia", "supply", "e_max", "e_init", "k_m")}
             params["p_syn"] = batched([p.metabolism.p_syn * abs(p.coupling.strength) for p in points], b, device, dtype)
             metabolism = Metabolism(cfg.metabolism, neuron_domain, glia_domain, n_domains, synaptic_load(graph, 1.0),
                                     device, dtype, params, schedule)
@@ -369,8 +370,8 @@ BATCHABLE = (
     "glia.coupling_to_neurons", "glia.coupling_from_neurons", "glia.coupling",
     "neurons.frequency.center", "neurons.frequency.width", "glia.frequency.center", "glia.frequency.width",
     "noise.neurons", "noise.glia", "drive.amplitude", "drive.frequency", "drive.phase",
-    "metabolism.p_base", "metabolism.p_act", "metabolism.p_syn", "metabolism.supply", "metabolism.e_max",
-    "metabolism.e_init", "metabolism.k_m",
+    "metabolism.p_base", "metabolism.p_act", "metabolism.p_syn", "metabolism.p_glia", "metabolism.supply",
+    "metabolism.e_max", "metabolism.e_init", "metabolism.k_m",
 )
 
 

@@ -295,12 +295,10 @@ class Simulation:
             out.append(Series("structure/active", (b, n), "uint8", {"dims": "time, replica, neuron slot"}))
             out.append(Series("structure/glia_active", (b, g), "uint8", {"dims": "time, replica, glial slot"}))
         if self.metabolism is not None:
-            from .metabolism import LEDGER
-
             d = self.metabolism.d
             energy = {"units": "energy", "dims": "time, replica, domain"}
             out.append(Series("metabolism/reserve", (b, d), dt, energy))
-            for name in LEDGER:
+            for name in self.metabolism.columns:  # consumed_glia only where the glia draw power (p_glia)
                 out.append(Series(f"metabolism/ledger/{name}", (b, d), dt, {**energy, "cumulative": 1}))
             out.append(Series("metabolism/power", (b,), dt, {"units": "energy / time", "dims": "time, replica"}))
             out.append(Series("metabolism/supply_factor", (), "float64", {"units": "1", "dims": "time"}))
@@ -347,9 +345,9 @@ class Simulation:
 
             met, block = self.metabolism, self.y[:, self.n_phase:]
             rec["metabolism/reserve"] = met.reserve(block).cpu().numpy()
-            ledger = met.ledger(block).cpu().numpy()  # (B, 6, D)
-            for i, name in enumerate(LEDGER):
-                rec[f"metabolism/ledger/{name}"] = ledger[:, i]
+            ledger = met.ledger(block).cpu().numpy()  # (B, len(LEDGER), D)
+            for name in met.columns:
+                rec[f"metabolism/ledger/{name}"] = ledger[:, LEDGER.index(name)]
             rec["metabolism/power"] = met.power(self.field.deviation(self.t, self.y)).cpu().numpy()
             rec["metabolism/supply_factor"] = np.float64(met.schedule.factor(self.t))
             rec["metabolism/epoch"] = np.int32(met.schedule.index(self.t))
@@ -539,12 +537,17 @@ def resume(
             text = h5.attrs["config"]
             ckpt = {k: v[()] for k, v in h5["checkpoint"].items()}
             rows = int(h5["checkpoint"].attrs["rows"])
+            written_by = str(h5.attrs.get("dgnn_version", "an unknown version"))
     except (OSError, KeyError) as exc:
         raise ConfigError(f"--resume {path}: not a resumable dgnn trace ({exc})") from None
     if status == "complete":
         raise ConfigError(f"--resume {path}: the run is already complete")
     cfg = config_from_yaml_text(text, f"{path} (stored config)")
     sim = Simulation(cfg, device=device)
+    if ckpt["y"].shape[-1] != sim.y.shape[-1]:  # a foreign or damaged checkpoint: refuse before anything is written
+        raise ConfigError(f"--resume {path}: its checkpoint holds {ckpt['y'].shape[-1]} state columns where dgnn "
+                          f"{__version__} builds {sim.y.shape[-1]} (written by dgnn {written_by}); run its config.yaml "
+                          "again instead")
     sim.load_state_dict(ckpt)
     if rows != sim.record + 1:
         raise ConfigError(f"--resume {path}: checkpoint (record {sim.record}) does not match {rows} stored rows")

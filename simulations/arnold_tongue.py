@@ -2,7 +2,7 @@
 
     python simulations/arnold_tongue.py [--config configs/arnold_tongue.yaml] [--out outputs/arnold_tongue] [--quiet]
 
-Each grid point is a pair (detuning d, coupling k); all points run as replicas of one batch through `dgnn.sweep`.
+Each grid point is a pair (detuning d, coupling k); all points run as replicas of one batch through `dgnn.study.sweep`.
 The 1:1 locking index |mean_t e^{i(theta_1 - theta_2)}| over the second half and the Farey-classified frequency
 ratio of the pair are mapped; theory: the 1:1 tongue is |d| <= k. Writes results.csv/json and tongue.png.
 """

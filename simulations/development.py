@@ -3,7 +3,7 @@ energy spent, information (log2 of distinct attractors from random initial condi
 
     python simulations/development.py [--config configs/development.yaml] [--out outputs/development] [--quiet]
 
-The ratios run through `dgnn.sweep` (each ratio changes the glia count, so each is its own batch of replicas).
+The ratios run through `dgnn.study.sweep` (each ratio changes the glia count, so each is its own batch of replicas).
 Afterwards every developed replica is frozen and started from 32 random initial conditions (one batch) to count
 its attractors (dgnn.attractors). Writes results.csv/json and development.png.
 """

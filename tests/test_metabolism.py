@@ -30,7 +30,8 @@ def make(**over):
 def ledger_error(path):
     with h5py.File(path) as h5:
         e = h5["metabolism/reserve"][:].astype(float)
-        L = {k: h5[f"metabolism/ledger/{k}"][:].astype(float) for k in LEDGER}
+        # consumed_glia is written only where the glia draw power (p_glia > 0); absent, it is zero
+        L = {k: h5[f"metabolism/ledger/{k}"][:].astype(float) for k in LEDGER if f"metabolism/ledger/{k}" in h5}
     scale = max(1.0, max(np.abs(v).max() for v in L.values()))
     return np.abs(imbalance(e, L)).max() / scale, L, e
 
@@ -72,7 +73,7 @@ def test_clamp_books_unmet_and_discarded():
     out = met.project(block)
     led = met.ledger(out)[0]
     assert out[0, 0] == 0.0 and out[0, 1] == 2.0
-    assert led[4, 0] == pytest.approx(0.3) and led[5, 1] == pytest.approx(0.5)
+    assert led[LEDGER.index("unmet"), 0] == pytest.approx(0.3) and led[LEDGER.index("discarded"), 1] == pytest.approx(0.5)
 
 
 def test_empty_reserves_switch_coupling_off(tmp_path):
@@ -140,3 +141,57 @@ def test_energy_summary(run_dir):
         s["total_consumed_base"] + s["total_consumed_activity"] + s["total_consumed_synapse"])
     # quiet epochs (supply x 0.1) starve the coupling: less synchrony than in active ones
     assert s["by_epoch"][0]["order_parameter_mean"] < s["by_epoch"][1]["order_parameter_mean"]
+
+
+def test_glial_base_power_is_booked_and_balances(run_dir):
+    # p_glia is constant per glial cell, so its ledger column is p_glia x (glia in the domain) x t exactly (every
+    # Runge-Kutta method integrates a constant exactly), and the balance, now with consumed_glia, still holds
+    cfg = make(metabolism={"p_glia": 0.04}, solver={"method": "rk4", "dt": 0.02, "duration": 10.0})
+    res = dgnn.run(cfg, run_dir, progress=False)
+    err, L, e = ledger_error(res.path)
+    assert err < 1e-12
+    with h5py.File(res.path) as h5:
+        t, glia_domain = h5["time"][:], h5["glia/domain"][:]
+    per_domain = np.bincount(glia_domain, minlength=e.shape[-1])  # (D,)
+    expected = 0.04 * per_domain[None, None, :] * t[:, None, None]  # (T, 1, D)
+    np.testing.assert_allclose(L["consumed_glia"], np.broadcast_to(expected, e.shape), rtol=1e-12, atol=1e-12)
+    s = dgnn.summarize(res.path)["metabolism"]
+    assert s["total_consumed_glia"] == pytest.approx(0.04 * len(glia_domain) * 10.0, rel=1e-12)
+    assert s["total_consumed"] == pytest.approx(s["total_consumed_base"] + s["total_consumed_activity"]
+                                                + s["total_consumed_synapse"] + s["total_consumed_glia"])
+
+
+def test_glial_base_power_drains_the_reserves(tmp_path):
+    # p_glia > 0 is a constant extra demand, so every domain ends with less in reserve than without it
+    a = read_trace(dgnn.run(make(), tmp_path / "a", progress=False).path)
+    b = read_trace(dgnn.run(make(metabolism={"p_glia": 0.05}), tmp_path / "b", progress=False).path)
+    assert b.metabolism["ledger/consumed_glia"][-1].min() > 0
+    assert a.metabolism["reserve"][-1].mean() > b.metabolism["reserve"][-1].mean()
+
+
+def test_without_glial_power_the_block_and_trace_carry_no_glia_column(run_dir):
+    # p_glia = 0: the state and the noise stream keep their width (noisy runs stay bit-equal to runs made before
+    # the column existed, and their checkpoints resume); the summary reads the missing column as zero
+    res = dgnn.run(make(), run_dir, progress=False)
+    with h5py.File(res.path) as h5:
+        assert "metabolism/ledger/consumed_glia" not in h5
+        d = h5["metabolism/reserve"].shape[-1]
+        assert h5["checkpoint/y"].shape[-1] == 24 + 3 + d * len(LEDGER)  # reserve + every column but consumed_glia
+    s = dgnn.summarize(res.path)["metabolism"]
+    assert s["total_consumed_glia"] == 0.0 and s["ledger_max_imbalance"] < 1e-10
+    assert s["total_consumed"] == pytest.approx(
+        s["total_consumed_base"] + s["total_consumed_activity"] + s["total_consumed_synapse"])
+
+
+def test_resume_refuses_a_checkpoint_of_another_state_layout(tmp_path):
+    # a checkpoint whose state is not the one the stored config builds is refused with one line, before writing
+    cfg = make(solver={"method": "rk4", "dt": 0.02, "duration": 10.0})
+    calls = iter(range(100))
+    dgnn.run(cfg, tmp_path / "p", progress=False, should_stop=lambda: next(calls) >= 3)
+    path = tmp_path / "p" / "trace.h5"
+    with h5py.File(path, "a") as h5:
+        y = h5["checkpoint/y"][()]
+        del h5["checkpoint/y"]
+        h5["checkpoint/y"] = y[:, :-3]  # a damaged checkpoint: one ledger column (3 domains) short
+    with pytest.raises(ConfigError, match=r"--resume .*checkpoint holds \d+ state columns where dgnn .* builds \d+"):
+        dgnn.resume(tmp_path / "p", progress=False)

@@ -11,7 +11,7 @@ import pytest
 import dgnn
 from dgnn.config import config_from_dict
 from dgnn.simulation import Simulation
-from dgnn.sweep import expand, sweep
+from dgnn.study.sweep import expand, sweep
 from problems import config_with
 
 BASE = {

@@ -9,7 +9,7 @@ import dgnn
 from dgnn.config import config_from_dict
 from dgnn.simulation import Simulation
 from dgnn.solvers import GaussianIncrements, PointIncrements
-from dgnn.sweep import expand, sweep
+from dgnn.study.sweep import expand, sweep
 from problems import config_with
 
 BASE = {

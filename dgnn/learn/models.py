@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ..energy import settling_power, trapezoid
+from ..errors import ConfigError
 from ..solvers import solve
 from .config import ModelConfig
 
@@ -212,8 +213,7 @@ class OscillatorNet(nn.Module):
         x = x / cfg.input_width
         x_phase = cfg.input_scale * torch.tanh(x) if not self.drive else x
         field = self._field(x_phase)
-        n_state = self.offsets[-1] + (self.n_in if self.drive else 0)
-        y0 = torch.zeros(x.shape[0], n_state, dtype=x.dtype, device=x.device)
+        y0 = self._initial(field, x)
         steps = max(1, round(cfg.settle_time / dt))
         times = torch.linspace(0.0, cfg.settle_time, steps + 1) if trajectory else [0.0, cfg.settle_time]
         if cfg.adjoint:
@@ -224,15 +224,23 @@ class OscillatorNet(nn.Module):
             out = torchdiffeq.odeint_adjoint(module, y0, torch.as_tensor(times, dtype=torch.float64), method=cfg.method,
                                              options=opts, adjoint_params=tuple(self.parameters()))
         else:
-            out = solve(field, y0, times, method=cfg.method, dt=dt)
+            out = solve(field, y0, times, method=cfg.method, dt=dt, project=getattr(field, "project", None))
         return (out if trajectory else out[-1]), field
+
+    def _initial(self, field, x: torch.Tensor) -> torch.Tensor:
+        """The state every inference starts from: all phases 0 (B, S)."""
+        n_state = self.offsets[-1] + (self.n_in if self.drive else 0)
+        return torch.zeros(x.shape[0], n_state, dtype=x.dtype, device=x.device)
 
     def hidden_phases(self, y: torch.Tensor) -> list[torch.Tensor]:
         start = self.n_in if self.drive else 0
         return [y[:, start + a: start + b] for a, b in zip(self.offsets, self.offsets[1:])]
 
     def forward(self, x: torch.Tensor):
-        y = self.settle(x)
+        return self._outputs(self.settle(x))
+
+    def _outputs(self, y: torch.Tensor):
+        """Logits and per-layer activations of a settled state."""
         phases = self.hidden_phases(y)
         last = phases[-1]
         logits = self.readout(torch.cat([torch.cos(last), torch.sin(last)], dim=1))
@@ -281,10 +289,21 @@ class _FieldModule(nn.Module):
         return self.field(t, y)
 
 
+MODEL_KINDS: dict[str, type] = {"mlp": MLP, "oscillator": OscillatorNet}  # ModelConfig.kind -> class
+
+
+def register_model_kind(cls: type) -> type:
+    """Decorator: build models of `kind: cls.kind` with cls (dgnn.learn imports every module that registers one)."""
+    MODEL_KINDS[cls.kind] = cls
+    return cls
+
+
 def build_model(kind_cfg: ModelConfig, n_in: int, n_out: int, seed: int, dtype=torch.float32) -> nn.Module:
+    if kind_cfg.kind not in MODEL_KINDS:
+        raise ConfigError(f"kind {kind_cfg.kind}: no network of its own to build (buildable kinds: "
+                          f"{', '.join(MODEL_KINDS)})")
     gen = torch.Generator().manual_seed(int(seed))
-    cls = MLP if kind_cfg.kind == "mlp" else OscillatorNet
-    return cls(n_in, n_out, kind_cfg, gen, dtype)
+    return MODEL_KINDS[kind_cfg.kind](n_in, n_out, kind_cfg, gen, dtype)
 
 
 def parameter_count(model: nn.Module) -> int:
