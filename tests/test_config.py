@@ -134,6 +134,11 @@ def test_shipped_configs_validate(path):
 
         assert load_config(path, model=StudyConfig).build()
         return
+    if "space" in data:  # a `dgnn search` config: its space is checked against the candidate config too
+        from dgnn.study.nas.config import SearchConfig
+
+        assert load_config(path, model=SearchConfig).search_space().order
+        return
     if "models" in yaml.safe_load(path.read_text()):  # a `dgnn compare` config
         from dgnn.study.compare import load_compare_config
 
