@@ -339,11 +339,28 @@ def _cmd_validate(args) -> int:
     from .config import config_to_yaml, load_config
     from .simulation import Simulation
 
+    if _is_search_config(args.config):
+        from .study.nas.config import SearchConfig
+
+        space = load_config(args.config, args.overrides, model=SearchConfig).search_space()  # probes each branch
+        print(f"{args.config}: valid search ({len(space.order)} keys: {', '.join(space.order)})")
+        return EXIT_OK
     cfg = load_config(args.config, args.overrides)
     Simulation(cfg, device=args.device)  # everything `run` builds before its first step: graph, memory, stability
     print(config_to_yaml(cfg) if args.print else f"{args.config}: valid ({cfg.neurons.count} neurons, "
           f"{cfg.glia_count} glia, {cfg.replicas} replicas, {cfg.n_records + 1} records)")
     return EXIT_OK
+
+
+def _is_search_config(path) -> bool:
+    """Whether a readable YAML mapping at `path` has a top-level `space` (a `dgnn search` config)."""
+    from .textfiles import parse, read_text
+
+    try:
+        data, _ = parse(read_text(path), str(path))
+    except ConfigError:
+        return False  # load_config reports the problem in its own words
+    return isinstance(data, dict) and "space" in data
 
 
 def _cmd_analyze(args) -> int:

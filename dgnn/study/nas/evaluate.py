@@ -102,7 +102,7 @@ def evaluate_dynamics(run: dict, folder, attractor_trials: int) -> tuple[dict, d
     if not trace.metabolism:
         raise UnitFailed("a free-dynamics candidate needs metabolism.enabled (its energy is the ledger's)")
     span = float(trace.time[-1] - trace.time[0])
-    energy = ledger_consumed({k: trace.metabolism[f"ledger/{k}"] for k in LEDGER}) / span
+    energy = ledger_consumed({k: trace.metabolism[f"ledger/{k}"] for k in LEDGER if f"ledger/{k}" in trace.metabolism}) / span
     freq = (trace.static["neurons/frequency"], trace.static.get("glia/frequency", np.zeros((cfg.replicas, 0))))
     bits = [attractor_information(cfg, trace.checkpoint, b, trials=attractor_trials,
                                   frequencies=(freq[0][b], freq[1][b]))["bits"] for b in range(cfg.replicas)]
