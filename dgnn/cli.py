@@ -253,6 +253,22 @@ def _cmd_analyze(args) -> int:
     return EXIT_OK
 
 
+def _progress_line(path: str) -> str:
+    """Whether a trace that says running is being written now (its folder's RunLock owner is alive)."""
+    from pathlib import Path
+
+    from .locks import read_owner
+
+    folder = Path(path).parent
+    owner = read_owner(folder)
+    if owner is None:  # folders written without a lock: sweep points, older versions
+        return "no folder lock: the run may be in progress, or it stopped without its final status"
+    if owner.alive() is not False:
+        return f"in progress: written by {owner}; these are the records of its last flush"
+    return (f"not in progress: no process owns this run (it stopped without its final status); "
+            f"continue it with: dgnn run --resume {folder}")
+
+
 def _cmd_info(args) -> int:
     from .traces import describe
 
@@ -263,6 +279,8 @@ def _cmd_info(args) -> int:
           + (f"   finished {a['finished']}" if "finished" in a else ""))
     if "message" in a:
         print(f"  message: {a['message']}")
+    if a.get("status") == "running":
+        print(f"  {_progress_line(d['path'])}")
     span = d["time_span"]
     print(f"  records: {d['records']}" + (f"   time {span[0]:g}..{span[1]:g}" if span else ""))
     print(f"  device: {a.get('device')}   coupling backend: {a.get('backend')}")
@@ -298,6 +316,13 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # the reader (head, less) closed the pipe: stop quietly, as Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
+    except OSError as exc:
+        from .storage import disk_full, is_disk_full
+
+        if not is_disk_full(exc):
+            raise
+        print(f"dgnn: error: {disk_full(exc.filename or '.', exc)}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":
