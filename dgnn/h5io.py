@@ -13,6 +13,7 @@ from pathlib import Path
 import h5py
 
 from . import storage
+from .locks import flock
 
 
 def preallocate(path, nbytes: int) -> None:
@@ -152,7 +153,7 @@ def try_lock(path) -> int | None:
     except FileNotFoundError:
         return None
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
         return None
@@ -165,7 +166,7 @@ def open_shared(path: Path):
     not HDF5."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         ino = os.fstat(fd).st_ino
         if os.stat(path).st_ino != ino:  # swapped out between open and lock: the writer may reuse it
             os.close(fd)

@@ -12,6 +12,7 @@ while a lock is held does not inherit it (its copy is closed), so the lock never
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import fcntl
 import json
 import os
@@ -22,6 +23,7 @@ from pathlib import Path
 from .errors import ConfigError
 
 LOCK_NAME = ".dgnn.lock"
+NO_FLOCK = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)  # file systems without flock
 _HELD: dict[int, int] = {}  # fd -> owning pid, for the fork hook
 
 
@@ -85,6 +87,28 @@ def read_owner(folder) -> Owner | None:
         return None
 
 
+def flock(fd: int, how: int) -> None:
+    """fcntl.flock, a no-op on file systems that do not support it (BlockingIOError when held elsewhere)."""
+    try:
+        fcntl.flock(fd, how)
+    except OSError as exc:
+        if isinstance(exc, BlockingIOError) or exc.errno not in NO_FLOCK:
+            raise
+
+
+def _exclusive(fd: int) -> bool:
+    """Take fd's exclusive flock: False when another open file holds a lock. True also on file systems without
+    flock, where ownership cannot be enforced."""
+    try:
+        flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except OSError:
+        os.close(fd)
+        raise
+    return True
+
+
 class RunLock:
     """Exclusive ownership of an existing folder by this process; `name` prefixes the refusal (e.g. "out")."""
 
@@ -101,15 +125,13 @@ class RunLock:
             raise RuntimeError(f"{self.path}: already held by this RunLock")
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+            if not _exclusive(fd):
                 owner = _parse(os.pread(fd, 4096, 0).decode("utf-8", "replace"))
                 os.close(fd)
                 who = str(owner) if owner else "another process (its lock file is being written)"
                 prefix = f"{self.name} " if self.name else ""
                 raise RunLocked(f"{prefix}{self.folder}: in use by {who}; a run folder is written by one process "
-                                f"at a time", owner) from None
+                                f"at a time", owner)
             try:  # the previous owner may have unlinked the file between our open and our lock: take the new one
                 same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
             except FileNotFoundError:

@@ -375,7 +375,7 @@ def _loop(sim: Simulation, writer: TraceWriter, should_stop, progress: bool, bar
         writer.set_status("complete")
         return RunResult(writer.path, "complete", writer.rows)
     except DiskFull as exc:
-        return _fail(writer, f"{exc}; free space, then resume the run")
+        return _fail(writer, f"{exc}; make room, then resume the run")
     except SimulationFailed as exc:
         try:
             writer.flush()  # keep every finite record so far
