@@ -18,14 +18,16 @@ FLAGS = {"overrides": "--set", "grid": "--grid", "out": "--out", "resume": "--re
 
 def as_flags(message: str) -> str:
     """A library message in the CLI's words: a leading API argument name becomes its flag, `name=True` / `name=...`
-    hints become `--name` / `--name ...`."""
+    hints become `--name` / `--name ...`, and `name=VALUE` becomes `--name VALUE`."""
     import re
 
     head = re.match(r"(\w+)\b", message)
     if head and head.group(1) in FLAGS and message[head.end():head.end() + 1] in (" ", ":", "="):
         message = FLAGS[head.group(1)] + message[head.end():]
     message = re.sub(r"\b(\w+)=True\b", lambda m: FLAGS.get(m.group(1), m.group(0)), message)
-    return re.sub(r"\b(\w+)=\.\.\.", lambda m: f"{FLAGS[m.group(1)]} ..." if m.group(1) in FLAGS else m.group(0), message)
+    message = re.sub(r"\b(\w+)=\.\.\.", lambda m: f"{FLAGS[m.group(1)]} ..." if m.group(1) in FLAGS else m.group(0), message)
+    return re.sub(r"(?<![\w.-])(\w+)=(/\S+|\.\S*|\w\S*)", lambda m: f"{FLAGS[m.group(1)]} {m.group(2)}"
+                  if m.group(1) in FLAGS else m.group(0), message)  # resume=DIR -> --resume DIR
 
 
 class _Parser(argparse.ArgumentParser):
@@ -382,6 +384,22 @@ def _cmd_analyze(args) -> int:
     return EXIT_OK
 
 
+def _progress_line(path: str) -> str:
+    """Whether a trace that says running is being written now (its folder's RunLock owner is alive)."""
+    from pathlib import Path
+
+    from .locks import read_owner
+
+    folder = Path(path).parent
+    owner = read_owner(folder)
+    if owner is None:  # folders written without a lock: sweep points, older versions
+        return "no folder lock: the run may be in progress, or it stopped without its final status"
+    if owner.alive() is not False:
+        return f"in progress: written by {owner}; these are the records of its last flush"
+    return (f"not in progress: no process owns this run (it stopped without its final status); "
+            f"continue it with: dgnn run --resume {folder}")
+
+
 def _cmd_info(args) -> int:
     from .traces import describe
 
@@ -392,6 +410,8 @@ def _cmd_info(args) -> int:
           + (f"   finished {a['finished']}" if "finished" in a else ""))
     if "message" in a:
         print(f"  message: {a['message']}")
+    if a.get("status") == "running":
+        print(f"  {_progress_line(d['path'])}")
     span = d["time_span"]
     print(f"  records: {d['records']}" + (f"   time {span[0]:g}..{span[1]:g}" if span else ""))
     print(f"  device: {a.get('device')}   coupling backend: {a.get('backend')}")
@@ -405,7 +425,7 @@ def _cmd_info(args) -> int:
 
 # API argument names (and hints) in library messages -> this CLI's flags, per command
 _FLAGS = {
-    "run": {"out": "--out", "overwrite=True": "--overwrite", "resume": "--resume"},
+    "run": {"out": "--out", "overwrite=True": "--overwrite", "resume": "--resume", "run_dir": "--resume"},
     "sweep": {"out": "--out", "overwrite=True": "--overwrite", "resume": "--resume"},
     "compare": {"out": "--out", "overwrite=True": "--overwrite", "resume": "--resume"},
     "analyze": {"q_max": "--q-max", "out_dir": "--plots"},
@@ -480,6 +500,13 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # the reader (head, less) closed the pipe: stop quietly, as Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
+    except OSError as exc:
+        from .storage import disk_full, is_disk_full
+
+        if not is_disk_full(exc):
+            raise
+        print(f"dgnn: error: {disk_full(exc.filename or '.', exc)}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

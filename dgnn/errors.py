@@ -18,3 +18,7 @@ class ConfigError(DgnnError, ValueError):
 
 class SimulationFailed(DgnnError, RuntimeError):
     """A run that cannot go on (a state turned non-finite). The CLI exits 1."""
+
+
+class DiskFull(SimulationFailed):
+    """The disk under a run's files is full: what was written before stays readable and resumable. The CLI exits 1."""

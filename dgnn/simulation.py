@@ -10,16 +10,19 @@ from typing import Callable
 
 import numpy as np
 import torch
+import yaml
 
+from . import storage
 from .config import Config, config_from_yaml_text, config_to_yaml
-from .errors import ConfigError, SimulationFailed
+from .errors import ConfigError, DiskFull, SimulationFailed
 from .folders import make_folder
+from .locks import LOCK_NAME, RunLock
 from .model import build_field
 from .resources import check_memory
 from .sampling import sample_phases
 from .solvers import ADAPTIVE, CudaGraphLoop, PointIncrements, SolverStalled, graph_reason, solve
 from .stability import check_points
-from .traces import Series, TraceWriter
+from .traces import Series, TraceWriter, companions, read_resume_state
 from .trig import DomainMeans
 from .version import __version__
 
@@ -415,6 +418,7 @@ class RunResult:
 
 
 OWNED = ("trace.h5", "config.yaml", "summary.json")
+HIDDEN = (LOCK_NAME, *(p.name for p in companions("trace.h5")), ".config.yaml.tmp")  # dgnn's bookkeeping files
 
 
 def default_run_dir(cfg: Config, root: str | Path = "outputs") -> Path:
@@ -431,17 +435,39 @@ def default_run_dir(cfg: Config, root: str | Path = "outputs") -> Path:
 def prepare_run_dir(out: Path, overwrite: bool) -> None:
     """Create the run folder; refuse a non-empty one unless overwrite (which removes only dgnn's own files)."""
     if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out}: exists and is not a directory")
-    if out.exists() and any(out.iterdir()):
+        raise ConfigError(f"out {out}: exists and is not a folder")
+    if out.exists() and any(p.name not in HIDDEN for p in out.iterdir()):
         if not overwrite:
-            raise ConfigError(f"--out {out}: directory is not empty; pass --overwrite to replace its run, or --resume {out} to continue it")
-        for name in OWNED:
+            raise ConfigError(f"out {out}: folder is not empty; pass overwrite=True to replace its run, or resume={out} to continue it")
+        for name in OWNED + HIDDEN[1:]:  # never the lock: its owner (the caller) holds it
             (out / name).unlink(missing_ok=True)
         figs = out / "figures"
         if figs.is_dir():
             for png in figs.glob("*.png"):
                 png.unlink()
     make_folder(out, "out")
+
+
+def _own(folder: Path, name: str) -> RunLock:
+    """Create `folder` if needed and take its RunLock; `name` is the argument that named it."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        return RunLock(folder, name).acquire()
+    except FileExistsError:
+        raise ConfigError(f"{name} {folder}: exists and is not a folder") from None
+    except OSError as exc:
+        if storage.is_disk_full(exc):
+            raise storage.disk_full(folder, exc, "creating the run folder") from None
+        raise ConfigError(f"{name} {folder}: cannot write the run folder ({exc.strerror})") from None
+
+
+def _fail(writer: TraceWriter, message: str) -> RunResult:
+    """Mark the trace failed; on a disk too full even for that, it keeps its records and still says running."""
+    try:
+        writer.set_status("failed", message)
+    except DiskFull:
+        message += " (no room left to mark the trace failed: it still says running)"
+    return RunResult(writer.path, "failed", writer.rows, message)
 
 
 def _loop(sim: Simulation, writer: TraceWriter, should_stop, progress: bool, bar=None) -> RunResult:
@@ -478,18 +504,47 @@ def _loop(sim: Simulation, writer: TraceWriter, should_stop, progress: bool, bar
                 return RunResult(writer.path, "interrupted", writer.rows, "interrupted")
         writer.set_status("complete")
         return RunResult(writer.path, "complete", writer.rows)
+    except DiskFull as exc:
+        return _fail(writer, f"{exc}; make room, then resume the run")
     except SimulationFailed as exc:
-        writer.flush()  # keep every finite record so far
-        writer.set_status("failed", str(exc))
-        return RunResult(writer.path, "failed", writer.rows, str(exc))
+        try:
+            writer.flush()  # keep every finite record so far
+        except DiskFull as full:
+            return _fail(writer, f"{exc}; then {full}")
+        return _fail(writer, str(exc))
     except BaseException as exc:
-        writer.flush()
-        writer.set_status("failed" if not isinstance(exc, KeyboardInterrupt) else "interrupted", f"{type(exc).__name__}: {exc}")
+        try:  # keep what can be kept; the error that stopped the run is the one to report
+            writer.flush()
+            writer.set_status("failed" if not isinstance(exc, KeyboardInterrupt) else "interrupted", f"{type(exc).__name__}: {exc}")
+        except BaseException:
+            pass
         raise
     finally:
         if own_bar:
             bar.close()
         writer.close()
+
+
+def _start(sim: Simulation, out: Path, should_stop, progress: bool) -> RunResult:
+    """Write config.yaml and a new trace with record 0 in the (owned, prepared) folder `out`, then run the loop."""
+    text = config_to_yaml(sim.cfg)
+    storage.write_text(out / "config.yaml", text)
+    writer = TraceWriter.create(
+        out / "trace.h5", config_text=text, version=__version__, series=sim.series(), static=sim.static(),
+        attrs={"device": str(sim.device), "backend": sim.field.backend_name},
+    )
+    try:
+        writer.append(sim.snapshot())
+        writer.flush(sim.state_dict())
+    except BaseException as exc:  # a bug before the first record still leaves a trace that says so, if it can
+        try:
+            if not isinstance(exc, DiskFull):  # a full disk leaves no trace: resume starts from config.yaml
+                writer.set_status("failed", f"{type(exc).__name__}: {exc}")
+        except BaseException:
+            pass
+        writer.close()
+        raise
+    return _loop(sim, writer, should_stop, progress)
 
 
 def run(
@@ -501,55 +556,71 @@ def run(
     should_stop: Callable[[], bool] | None = None,
     device: str | None = None,
 ) -> RunResult:
-    """Simulate `cfg` into out/trace.h5 (default outputs/<name>-<timestamp>/), writing config.yaml beside it."""
+    """Simulate `cfg` into out/trace.h5 (default outputs/<name>-<timestamp>/), writing config.yaml beside it.
+    The folder is owned by this call (RunLock): another process writing it makes this one refuse, and vice versa."""
     out = Path(out) if out is not None else default_run_dir(cfg)
     sim = Simulation(cfg, device=device)  # build first: a bad graph file must not leave an empty run folder
-    prepare_run_dir(out, overwrite)
-    text = config_to_yaml(cfg)
-    (out / "config.yaml").write_text(text, encoding="utf-8")
-    writer = TraceWriter.create(
-        out / "trace.h5", config_text=text, version=__version__, series=sim.series(), static=sim.static(),
-        attrs={"device": str(sim.device), "backend": sim.field.backend_name},
-    )
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"out {out}: exists and is not a folder")
+    lock = _own(out, "out")
     try:
-        writer.append(sim.snapshot())
-        writer.flush(sim.state_dict())
-    except BaseException as exc:  # a bug before the first record still leaves a trace that says so
-        writer.set_status("failed", f"{type(exc).__name__}: {exc}")
-        writer.close()
-        raise
-    return _loop(sim, writer, should_stop, progress)
+        prepare_run_dir(out, overwrite)
+        return _start(sim, out, should_stop, progress)
+    finally:
+        lock.release()
+
+
+def _changed_keys(old: str, new: str) -> list[str]:
+    """Dotted key paths whose values differ between two stored configs (YAML texts written by dgnn)."""
+    def flat(d, prefix=""):
+        out = {}
+        for k, v in (d or {}).items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+        return out
+
+    a, b = flat(yaml.safe_load(old)), flat(yaml.safe_load(new))
+    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
 
 
 def resume(
     run_dir: str | Path, *, progress: bool = True, should_stop: Callable[[], bool] | None = None, device: str | None = None
 ) -> RunResult:
-    """Continue an interrupted run from its last checkpoint; the finished trace equals an uninterrupted one."""
-    import h5py
-
+    """Continue an interrupted (or failed, or killed) run from its last checkpoint; the finished trace equals an
+    uninterrupted one. A run killed before its first record starts again from its config.yaml."""
     run_dir = Path(run_dir)
-    path = run_dir / "trace.h5" if run_dir.is_dir() else run_dir
-    if not path.is_file():
-        raise ConfigError(f"--resume {run_dir}: no trace.h5 there")
+    folder, path = (run_dir, run_dir / "trace.h5") if run_dir.is_dir() else (run_dir.parent, run_dir)
+    if not folder.is_dir() or (not path.is_file() and not (folder / "config.yaml").is_file()):
+        raise ConfigError(f"run_dir {run_dir}: no trace.h5 there")
+    lock = _own(folder, "run_dir")
     try:
-        with h5py.File(path, "r") as h5:
-            status = str(h5.attrs.get("status", ""))
-            text = h5.attrs["config"]
-            ckpt = {k: v[()] for k, v in h5["checkpoint"].items()}
-            rows = int(h5["checkpoint"].attrs["rows"])
-            written_by = str(h5.attrs.get("dgnn_version", "an unknown version"))
-    except (OSError, KeyError) as exc:
-        raise ConfigError(f"--resume {path}: not a resumable dgnn trace ({exc})") from None
-    if status == "complete":
-        raise ConfigError(f"--resume {path}: the run is already complete")
-    cfg = config_from_yaml_text(text, f"{path} (stored config)")
-    sim = Simulation(cfg, device=device)
-    if ckpt["y"].shape[-1] != sim.y.shape[-1]:  # a foreign or damaged checkpoint: refuse before anything is written
-        raise ConfigError(f"--resume {path}: its checkpoint holds {ckpt['y'].shape[-1]} state columns where dgnn "
-                          f"{__version__} builds {sim.y.shape[-1]} (written by dgnn {written_by}); run its config.yaml "
-                          "again instead")
-    sim.load_state_dict(ckpt)
-    if rows != sim.record + 1:
-        raise ConfigError(f"--resume {path}: checkpoint (record {sim.record}) does not match {rows} stored rows")
-    writer = TraceWriter.reopen(path, sim.series(), rows)
-    return _loop(sim, writer, should_stop, progress)
+        if not path.is_file():
+            stored = folder / "config.yaml"
+            cfg = config_from_yaml_text(stored.read_text(encoding="utf-8"), str(stored))
+            return _start(Simulation(cfg, device=device), folder, should_stop, progress)
+        state = read_resume_state(path)
+        if state.rows == 0 and state.status != "complete":  # failed before its first record: start it again
+            cfg = config_from_yaml_text(state.config, f"{path} (stored config)")
+            return _start(Simulation(cfg, device=device), folder, should_stop, progress)
+        if state.status == "complete":
+            raise ConfigError(f"run_dir {path}: the run is already complete")
+        if state.started_config is not None and state.started_config != state.config:
+            keys = ", ".join(_changed_keys(state.started_config, state.config)) or "formatting only"
+            raise ConfigError(f"run_dir {path}: its stored config was edited after the run started ({keys}); "
+                              f"resuming would mix two configs in one trace: start a new run instead")
+        cfg = config_from_yaml_text(state.config, f"{path} (stored config)")
+        sim = Simulation(cfg, device=device)
+        y = state.checkpoint.get("y")
+        if y is not None and y.shape[-1] != sim.y.shape[-1]:  # a foreign checkpoint: refuse before writing
+            raise ConfigError(f"run_dir {path}: its checkpoint holds {y.shape[-1]} state columns where dgnn "
+                              f"{__version__} builds {sim.y.shape[-1]} (written by dgnn {state.version}); run its "
+                              "config.yaml again instead")
+        try:
+            sim.load_state_dict(state.checkpoint)
+        except (KeyError, ValueError, RuntimeError) as exc:
+            raise ConfigError(f"run_dir {path}: damaged checkpoint ({type(exc).__name__}: {exc})") from None
+        if state.rows != sim.record + 1:
+            raise ConfigError(f"run_dir {path}: checkpoint (record {sim.record}) does not match {state.rows} stored rows")
+        writer = TraceWriter.reopen(path, sim.series(), state.rows)
+        return _loop(sim, writer, should_stop, progress)
+    finally:
+        lock.release()

@@ -118,7 +118,7 @@ def test_non_finite_state_fails_and_keeps_records(run_dir):
 def test_non_empty_out_refused_unless_overwrite(run_dir):
     run_dir.mkdir()
     (run_dir / "notes.txt").write_text("keep me")
-    with pytest.raises(ConfigError, match="not empty; pass --overwrite"):
+    with pytest.raises(ConfigError, match="not empty; pass overwrite=True"):
         dgnn.run(cfg_with(), run_dir, progress=False)
     dgnn.run(cfg_with(), run_dir, progress=False, overwrite=True)
     assert (run_dir / "notes.txt").read_text() == "keep me"  # overwrite replaces only dgnn's own files
@@ -157,3 +157,82 @@ def test_bad_edgelist_names_file_and_line(tmp_path, text, match):
     with pytest.raises(ConfigError, match=match):
         dgnn.run(cfg, tmp_path / "r", progress=False)
     assert not (tmp_path / "r").exists()  # nothing half-made
+
+
+def _foreign(path, kind, elsewhere):
+    """Rewire /time of trace `path` to data in the file `elsewhere` (holding /secret and its raw bytes)."""
+    with h5py.File(path, "r+") as h5:
+        n = h5["time"].shape[0]
+        del h5["time"]
+        if kind == "external storage":
+            h5.create_dataset("time", shape=(n,), dtype="f8", external=[(str(elsewhere) + ".raw", 0, 8 * n)])
+        elif kind == "external link":
+            h5["time"] = h5py.ExternalLink(str(elsewhere), "/secret")
+        else:
+            layout = h5py.VirtualLayout(shape=(n,), dtype="f8")
+            layout[:] = h5py.VirtualSource(str(elsewhere), "secret", shape=(n,))
+            h5.create_virtual_dataset("time", layout)
+
+
+@pytest.mark.parametrize("kind", ["external storage", "external link", "virtual dataset"])
+def test_traces_that_read_other_files_are_refused(tmp_path, kind, capsys):
+    from dgnn.cli import main
+
+    res = dgnn.run(cfg_with(solver={"dt": 0.02, "duration": 0.4}), tmp_path / "r", progress=False)
+    secret = np.full(res.records, 424242.0)
+    with h5py.File(tmp_path / "other.h5", "w") as h5:
+        h5["secret"] = secret
+    (tmp_path / "other.h5.raw").write_bytes(secret.tobytes())
+    _foreign(res.path, kind, tmp_path / "other.h5")
+    for argv in (["info", str(res.path)], ["analyze", str(res.path)], ["run", "--resume", str(tmp_path / "r")]):
+        assert main(argv) == 2
+        out, err = capsys.readouterr()
+        assert err.count("\n") == 1 and "/time" in err and "self-contained" in err and "424242" not in out + err
+    with pytest.raises(ConfigError, match="self-contained"):
+        read_trace(res.path)
+
+
+def test_damaged_traces_get_one_line_never_a_traceback(tmp_path, capsys):
+    from dgnn.cli import main
+
+    src = dgnn.run(cfg_with(), tmp_path / "r", progress=False, should_stop=StopAfter(5)).path
+    data = src.read_bytes()
+    with h5py.File(src) as h5:
+        chunk = h5["neurons/phase"].id.get_chunk_info(0)  # a compressed chunk of phases
+    start = chunk.byte_offset + 16
+    flipped = bytes(b ^ 0xFF for b in data[start: start + 64])
+    bad = {"empty": b"", "truncated": data[:512], "half": data[: len(data) // 2], "tail cut": data[:-600],
+           "garbage": data[:2048] + bytes(range(256)) * 40 + data[2048 + 10240:],
+           "chunk": data[:start] + flipped + data[start + 64:]}
+    for name, content in bad.items():
+        folder = tmp_path / name.replace(" ", "_")
+        folder.mkdir()
+        (folder / "trace.h5").write_bytes(content)
+        for argv in (["info", str(folder)], ["analyze", str(folder)], ["run", "--resume", str(folder)]):
+            code = main(argv)
+            out, err = capsys.readouterr()
+            assert code in (0, 2) and "Traceback" not in err, (name, argv, err)
+            assert code == 0 or (err.count("\n") == 1 and str(folder / "trace.h5") in err), (name, argv, err)
+        assert main(["analyze", str(folder)]) == 2, name  # analyze reads every record
+        assert "damaged trace" in capsys.readouterr().err or name != "chunk"
+
+
+def test_resume_refuses_an_edited_stored_config(run_dir):
+    dgnn.run(cfg_with(), run_dir, progress=False, should_stop=StopAfter(5))
+    with h5py.File(run_dir / "trace.h5", "r+") as h5:
+        h5.attrs["config"] = h5.attrs["config"].replace("strength: 1.5", "strength: 2.5")
+    with pytest.raises(ConfigError, match=r"stored config was edited after the run started \(coupling\.strength\)"):
+        dgnn.resume(run_dir, progress=False)
+
+
+def test_a_run_killed_before_its_first_record_starts_again_on_resume(tmp_path):
+    """Only config.yaml (and a stale lock file) made it to disk: resume runs it from the start."""
+    cfg = cfg_with()
+    whole = read_trace(dgnn.run(cfg, tmp_path / "whole", progress=False).path)
+    run = tmp_path / "killed"
+    run.mkdir()
+    (run / "config.yaml").write_text(dgnn.config.config_to_yaml(cfg))
+    (run / ".dgnn.lock").write_text('{"pid": 999999999, "host": "gone", "since": "2020-01-01T00:00:00+00:00"}')
+    assert dgnn.resume(run, progress=False).status == "complete"
+    again = read_trace(run)
+    assert np.array_equal(again.neuron_phase, whole.neuron_phase) and np.array_equal(again.time, whole.time)
