@@ -76,6 +76,7 @@ class SearchConfig(_Model):
     attractor_trials: int = Field(16, ge=2)  # dynamics: random initial conditions per candidate
     dtype: Literal["float32", "float64"] = "float32"
     threads: int = Field(1, ge=1)
+    batch: int = Field(1, ge=1)  # trials asked at a time; those of one shape train as one batch (docs/batching.md)
 
     @model_validator(mode="after")
     def _check(self):
