@@ -24,7 +24,8 @@ BLOCK_BYTES = 128  # two AVX-512 vectors: an elementwise kernel's iteration on C
 ALIGN_BYTES = 64  # the alignment of a fresh CPU tensor, which BLAS results depend on
 SMALL_PRODUCT = 400  # torch.bmm runs products of contraction x rows x cols below this in its own loop, not in BLAS
 FIXED_STEP = ("euler", "midpoint", "rk4")  # the native solvers: the same steps whatever the batch holds
-VARYING_MODEL = ("coupling", "readout_norm", "match_parameters", "train")  # free within a stack
+VARYING_MODEL = ("coupling", "readout_norm", "b", "input_scale", "input_width", "max_rate", "match_parameters",
+                 "train")  # free within a stack (b within HKB nets with b != 0: the harmonics are the shape)
 VARYING_TRAIN = ("lr", "weight_decay", "epochs", "patience", "max_seconds")  # per-candidate in the batched trainer
 
 
@@ -33,10 +34,8 @@ def batch_key(model: ModelConfig, train: TrainConfig) -> str | None:
     without a stack, the adjoint, or an adaptive solver, whose steps would depend on the whole batch)."""
     if model.kind not in STACKS or model.adjoint or (model.kind != "mlp" and model.method not in FIXED_STEP):
         return None
-    shape = model.model_dump(mode="json", exclude=set(VARYING_MODEL))
-    shape["readout_normed"] = model.readout_norm > 0
     opt = train.model_dump(mode="json", exclude=set(VARYING_TRAIN))
-    return json.dumps([shape, opt], sort_keys=True)
+    return json.dumps([STACKS[model.kind].shape(model), opt], sort_keys=True)
 
 
 def per_candidate(fn, *ts: torch.Tensor) -> torch.Tensor:
@@ -118,6 +117,15 @@ class Stack:
         self.names = [n for n, _ in models[0].named_parameters()]
         self.params = {n: torch.stack([dict(m.named_parameters())[n].detach() for m in models]).requires_grad_()
                        for n in self.names}  # (K, ...) leaves
+        like = self.params[self.names[0]]
+        self.const: dict[str, torch.Tensor] = {}  # per-candidate constants (K, 1, ...), in like's dtype
+        if models[0].readout.norm:
+            self.const["norm"] = _column([m.readout.norm for m in models], like, 2)
+
+    @classmethod
+    def shape(cls, cfg: ModelConfig) -> dict:
+        """The config keys that shape this kind's computation (candidates of a stack agree on them)."""
+        return {"kind": cfg.kind, "hidden": list(cfg.hidden), "readout_normed": cfg.readout_norm > 0}
 
     @classmethod
     def signature(cls, model: nn.Module) -> str:
@@ -131,10 +139,7 @@ class Stack:
         """Keep only these candidates (in this order)."""
         idx = torch.as_tensor(rows, device=next(iter(self.params.values())).device)
         self.params = {n: p.detach().index_select(0, idx).requires_grad_() for n, p in self.params.items()}
-        self._take(rows)
-
-    def _take(self, rows: list[int]) -> None:
-        """Subclasses keep their per-candidate constants of these rows."""
+        self.const = {n: c.index_select(0, idx) for n, c in self.const.items()}
 
     def state(self, i: int) -> dict[str, torch.Tensor]:
         """Candidate i's parameters as its model's state dict (copies)."""
@@ -143,18 +148,13 @@ class Stack:
     def readout(self, h: torch.Tensor) -> torch.Tensor:
         """(K, B, F) -> logits (K, B, C): Readout.forward per candidate."""
         w = self.params["readout.weight"]  # (K, C, F)
-        if self.norms is not None:
-            w = self.norms * w / w.norm(dim=2, keepdim=True).clamp_min(1e-12)
+        if "norm" in self.const:
+            w = self.const["norm"] * w / w.norm(dim=2, keepdim=True).clamp_min(1e-12)
         return linear(h, w) + self.params["readout.bias"][:, None, :]
 
     def energy(self, x: torch.Tensor, acts: list[torch.Tensor], penalty: str) -> torch.Tensor:
         """(K,) the training penalty of a minibatch, as dgnn.learn.train computes it per model."""
         return sum((a * a).mean((1, 2)) for a in acts)  # activation_energy, candidate by candidate
-
-
-def _norms(models, like) -> torch.Tensor | None:
-    norms = [m.readout.norm for m in models]
-    return _column(norms, like, 2) if norms[0] else None
 
 
 class StackedMLP(Stack):
@@ -164,15 +164,14 @@ class StackedMLP(Stack):
         super().__init__(models)
         self.act = models[0].act
         self.layers = len(models[0].weights)
-        self.norms = _norms(models, self.params["readout.weight"])
+
+    @classmethod
+    def shape(cls, cfg):
+        return {**super().shape(cfg), "activation": cfg.activation}
 
     @classmethod
     def signature(cls, model):
         return super().signature(model) + model.act.__name__
-
-    def _take(self, rows):
-        if self.norms is not None:
-            self.norms = self.norms[rows]
 
     def forward(self, x: torch.Tensor):
         """x (K, B, F) -> logits (K, B, C), hidden activations [(K, B, H_l)]: MLP.forward per candidate."""
@@ -196,33 +195,36 @@ class StackedOscillatorNet(Stack):
         super().__init__(models)
         m0 = models[0]
         self.cfg, self.n_in, self.offsets, self.drive = m0.cfg, m0.n_in, m0.offsets, m0.drive
-        self.phase = m0.layers[0].phase_param
-        self.b = m0.layers[0].b
-        self.recurrent = m0.cfg.recurrent
-        self.glia = m0.cfg.glia
-        self.max_rate = [layer.max_rate for layer in m0.layers]
-        like = self.params["readout.weight"]
-        self.norms = _norms(models, like)
-        self.fixed = [_column([m.layers[l].fixed for m in models], like, 2) for l in range(len(m0.layers))]
-        # phase parameterisation: each unit's constant total coupling, fixed x sources, as OscillatorLayer's
-        self.full = [_column([m.layers[l].fixed * self._sources(m.layers[l]) for m in models], like, 1)
-                     for l in range(len(m0.layers))] if self.phase else None
+        self.phase, self.recurrent, self.glia = m0.layers[0].phase_param, m0.cfg.recurrent, m0.cfg.glia
+        self.hkb = bool(m0.layers[0].b)
+        like = self.params[self.names[0]]
+
+        def col(values, dims):
+            return _column(values, like, dims)
+
+        c = self.const
+        c["max_rate"] = col([m.layers[0].max_rate for m in models], 1)  # (K, 1): the same in every layer
+        c["coupling_factor"] = col([1.0 + 4.0 * abs(m.layers[0].b) for m in models], 1)
+        c["amp2"] = col([2.0 * m.layers[0].b for m in models], 2)  # the second harmonic's weight
+        c["input_width"] = col([m.cfg.input_width for m in models], 2)
+        c["input_scale"] = col([m.cfg.input_scale for m in models], 2)
+        for l in range(len(m0.layers)):
+            c[f"fixed{l}"] = col([m.layers[l].fixed for m in models], 2)
+            if self.phase:  # each unit's constant total coupling: fixed x sources, as OscillatorLayer's
+                c[f"full{l}"] = col([m.layers[l].fixed * self._sources(m.layers[l]) for m in models], 1)
+
+    @classmethod
+    def shape(cls, cfg):
+        keys = cfg.model_dump(mode="json", exclude=set(VARYING_MODEL))
+        return {**keys, **super().shape(cfg), "second_harmonic": cfg.b != 0}
 
     @classmethod
     def signature(cls, model):
-        return super().signature(model) + json.dumps(model.cfg.model_dump(mode="json", exclude=set(VARYING_MODEL)),
-                                                     sort_keys=True)
+        return super().signature(model) + json.dumps(cls.shape(model.cfg), sort_keys=True)
 
     @staticmethod
     def _sources(layer) -> int:
         return layer.lag.shape[1] + 1 + (layer.rec_lag.shape[1] if layer.rec_lag is not None else 0)
-
-    def _take(self, rows):
-        if self.norms is not None:
-            self.norms = self.norms[rows]
-        self.fixed = [f[rows] for f in self.fixed]
-        if self.full is not None:
-            self.full = [f[rows] for f in self.full]
 
     # ------------------------------------------------------------------------------------------ layer pieces
     def _p(self, l: int, name: str) -> torch.Tensor | None:
@@ -231,13 +233,12 @@ class StackedOscillatorNet(Stack):
     def _total_coupling(self, l: int) -> torch.Tensor:
         """(K, H) OscillatorLayer.total_coupling per candidate."""
         if self.phase:
-            h = self._p(l, "lag").shape[1]
-            s = self.full[l].expand(-1, h)
+            s = self.const[f"full{l}"].expand(-1, self._p(l, "lag").shape[1])
         else:
             s = self._p(l, "mag").abs().sum(2) + self._p(l, "bias_mag").abs()
             if self.recurrent:
                 s = s + self._p(l, "rec_mag").abs().sum(2)
-        return s * (1.0 + 4.0 * abs(self.b))
+        return s * self.const["coupling_factor"]
 
     def _gain(self, l: int) -> torch.Tensor:
         """(K, H) OscillatorLayer.gain per candidate (a factor of exactly one is left out: x * 1 == x)."""
@@ -245,8 +246,8 @@ class StackedOscillatorNet(Stack):
         if self.glia:
             g = 2.0 * per_candidate(torch.sigmoid, self._p(l, "glia"))
             rate = g * total
-            return g * torch.clamp(rate.clamp_min(1e-12).reciprocal() * self.max_rate[l], max=1.0)
-        return torch.clamp(total.clamp_min(1e-12).reciprocal() * self.max_rate[l], max=1.0)
+            return g * torch.clamp(rate.clamp_min(1e-12).reciprocal() * self.const["max_rate"], max=1.0)
+        return torch.clamp(total.clamp_min(1e-12).reciprocal() * self.const["max_rate"], max=1.0)
 
     def _complex(self, l: int, k: int):
         """OscillatorLayer.complex_weights(k) per candidate: ((Re, Im) of ff, bias, rec); Im None for weights."""
@@ -258,7 +259,7 @@ class StackedOscillatorNet(Stack):
                 return p, None
             return fixed * torch.cos(_times(k, p)), fixed * torch.sin(_times(k, p))
 
-        f = self.fixed[l]  # (K, 1, 1)
+        f = self.const[f"fixed{l}"]  # (K, 1, 1)
         if self.phase:
             return one("lag", f), one("bias_lag", f[:, 0]), one("rec_lag", f)
         return one("mag", f), one("bias_mag", f), one("rec_mag", f)
@@ -275,14 +276,14 @@ class StackedOscillatorNet(Stack):
         """OscillatorNet._field for (K, B, ...) states."""
         n_layers = len(self.offsets) - 1
         gains = [self._gain(l)[:, None, :] for l in range(n_layers)]  # (K, 1, H)
-        harmonics = (1, 2) if self.b else (1,)
+        harmonics = (1, 2) if self.hkb else (1,)
         weights = [{k: self._complex(l, k) for k in harmonics} for l in range(n_layers)]
-        n_in, drive, offsets, b = self.n_in, self.drive, self.offsets, self.b
+        n_in, drive, offsets, amp2 = self.n_in, self.drive, self.offsets, self.const["amp2"]
         first = None
         if not drive:
             first = {k: self._sums(torch.cos(_times(k, x_phase)), torch.sin(_times(k, x_phase)), *weights[0][k][0])
                      for k in harmonics}
-        drive_rate = self.cfg.input_scale * torch.tanh(x_phase) if drive else None
+        drive_rate = self.const["input_scale"] * torch.tanh(x_phase) if drive else None
 
         def field(t, y):  # y: (K, B, [inputs if drive] + sum H)
             out, start, prev = [], 0, None
@@ -308,7 +309,7 @@ class StackedOscillatorNet(Stack):
                         zr, zi = zr + rr, zi + ri
                     term = zi * ck - zr * sk  # Im(Z_k e^{-i k theta}); the model's 1.0 x and 0.0 + are exact
                     # (up to the sign of an exact zero, which no later operation reads)
-                    d = term if k == 1 else d + (2.0 * b) * term
+                    d = term if k == 1 else d + amp2 * term
                 out.append(gains[l] * d)
                 prev = th
             return torch.cat(out, dim=2)
@@ -317,8 +318,8 @@ class StackedOscillatorNet(Stack):
 
     def _settle(self, x: torch.Tensor, trajectory: bool):
         cfg = self.cfg
-        x = x / cfg.input_width
-        x_phase = cfg.input_scale * torch.tanh(x) if not self.drive else x
+        x = x / self.const["input_width"]
+        x_phase = self.const["input_scale"] * torch.tanh(x) if not self.drive else x
         field = self._field(x_phase)
         n_state = self.offsets[-1] + (self.n_in if self.drive else 0)
         y0 = torch.zeros(x.shape[0], x.shape[1], n_state, dtype=x.dtype, device=x.device)

@@ -64,10 +64,16 @@ def optimize_batched(study: optuna.Study, storage, objective, stop, heartbeat, c
         n = min(objective.cfg.batch, _room(study, stop))
         if n <= 0:
             return  # the rest of the budget is running elsewhere (run.retry_stale waits for it)
-        trials = [study.ask() for _ in range(n)]
-        told = run_batch(study, storage, objective, trials, heartbeat, catch)
+        told = run_batch(study, storage, objective, ask(study, n), heartbeat, catch)
         if bar is not None:
             bar.update(told)
+
+
+def ask(study: optuna.Study, n: int) -> list:
+    """n new trials (the queued retries of a dead worker's trials first)."""
+    with warnings.catch_warnings():  # Optuna warns that heartbeats are meant for optimize(): Beats keeps them
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")
+        return [study.ask() for _ in range(n)]
 
 
 def _room(study, stop) -> int:

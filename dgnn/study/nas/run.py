@@ -18,7 +18,7 @@ from ..engine import CONFIG, KIND, REASON, ROW, UnitFailed, check_same, jsonable
 from ..folders import atomic_write
 from ..storage import Heartbeat, open_storage
 from .config import SearchConfig
-from .batch import optimize_batched
+from .batch import ask, optimize_batched, run_batch
 from .evaluate import evaluate_records
 from .samplers import make_sampler
 
@@ -197,10 +197,10 @@ def optimize(cfg: SearchConfig, url: str, name: str, out: Path, heartbeat: Heart
     elif not stop.done(study):
         study.optimize(objective, callbacks=callbacks, catch=(TrialFailed,), gc_after_trial=False,
                        show_progress_bar=False)
-    retry_stale(study, objective, heartbeat, should_stop)
+    retry_stale(study, objective, heartbeat, should_stop, storage)
 
 
-def retry_stale(study, objective, heartbeat: Heartbeat, should_stop=None) -> None:
+def retry_stale(study, objective, heartbeat: Heartbeat, should_stop=None, storage=None) -> None:
     """Trials still running elsewhere: wait until they finish or go stale (their worker died), then run the
     retries the heartbeat queued, so that a killed worker's trial is run again before the search reports."""
     from optuna.storages import fail_stale_trials
@@ -212,6 +212,9 @@ def retry_stale(study, objective, heartbeat: Heartbeat, should_stop=None) -> Non
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             fail_stale_trials(study)
         waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        if waiting and objective.cfg.batch > 1 and storage is not None:
+            run_batch(study, storage, objective, ask(study, len(waiting)), heartbeat, (TrialFailed,))
+            continue
         if waiting:
             study.optimize(objective, n_trials=len(waiting), catch=(TrialFailed,), gc_after_trial=False)
             continue
