@@ -62,7 +62,7 @@ class StackedAdam(_Optimizer):
         b1, b2 = BETAS
         self.steps += 1
         bc1, bc2 = 1 - b1 ** self.steps, 1 - b2 ** self.steps
-        neg = None
+        negs: dict[int, torch.Tensor] = {}  # -lr / bc1 per candidate, shaped for parameters of each rank
         with torch.no_grad():
             for name, p in self.st.params.items():
                 if p.grad is None:
@@ -72,10 +72,10 @@ class StackedAdam(_Optimizer):
                 s["m"].lerp_(g, 1 - b1)
                 s["v"].mul_(b2).addcmul_(g, g, value=1 - b2)
                 denom = (s["v"].sqrt() / bc2 ** 0.5).add_(EPS)
-                if neg is None or neg.dim() != p.dim():
+                if p.dim() not in negs:
                     neg = torch.tensor([-(lr / bc1) for lr in self.lr], dtype=p.dtype, device=p.device)
-                    neg = neg.view(-1, *([1] * (p.dim() - 1)))
-                p.add_(neg * s["m"] / denom)  # addcdiv_(m, denom, value=-lr / bc1): value x m / denom, then +
+                    negs[p.dim()] = neg.view(-1, *([1] * (p.dim() - 1)))
+                p.add_(negs[p.dim()] * s["m"] / denom)  # addcdiv_(m, denom, value=-lr / bc1): value x m / denom, +
 
 
 class StackedSGD(_Optimizer):

@@ -5,8 +5,10 @@ Bit equality holds because every operation is the one the model performs, on the
 each candidate's block goes through the same kernel path: batched products run one BLAS product per candidate (as
 the model's do), and the few elementwise kernels whose vector and scalar paths round differently (sigmoid, atan2,
 gelu's backward) run per candidate unless each candidate's block is a whole number of vector iterations.
-Candidates of one stack may differ in their initialisation, coupling scale and readout norm; everything else that
-shapes the computation is the same (see batch_key).
+Candidates of one stack may differ in their initialisation and in the per-candidate constants of VARYING_MODEL
+(coupling scale, readout norm, HKB b, input scale and width, rate cap); everything else that shapes the
+computation is the same (batch_key). A model kind joins with a Stack subclass of its own (register_stack), whose
+forward equals its model's candidate by candidate (the glial kind can build on StackedOscillatorNet's field).
 """
 from __future__ import annotations
 

@@ -213,7 +213,8 @@ def retry_stale(study, objective, heartbeat: Heartbeat, should_stop=None, storag
             fail_stale_trials(study)
         waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
         if waiting and objective.cfg.batch > 1 and storage is not None:
-            run_batch(study, storage, objective, ask(study, len(waiting)), heartbeat, (TrialFailed,))
+            run_batch(study, storage, objective, ask(study, min(len(waiting), objective.cfg.batch)), heartbeat,
+                      (TrialFailed,))
             continue
         if waiting:
             study.optimize(objective, n_trials=len(waiting), catch=(TrialFailed,), gc_after_trial=False)
