@@ -76,6 +76,7 @@ class SearchConfig(_Model):
     attractor_trials: int = Field(16, ge=2)  # dynamics: random initial conditions per candidate
     dtype: Literal["float32", "float64"] = "float32"
     threads: int = Field(1, ge=1)
+    batch: int = Field(1, ge=1)  # trials asked at a time; those of one shape train as one batch (docs/batching.md)
 
     @model_validator(mode="after")
     def _check(self):
@@ -86,6 +87,9 @@ class SearchConfig(_Model):
         if (self.dynamics is not None) != (self.objectives.energy == "ledger"):
             raise KeyedError("objectives.energy", "free dynamics (a dynamics block) are scored by the ledger's energy, "
                                                   "and only they: use ledger with dynamics, metabolic or mac_joules with a task")
+        if self.dynamics is not None and self.batch > 1:
+            raise KeyedError("batch", "free-dynamics candidates are simulated one at a time (each run batches its "
+                                      "own replicas): use batch 1")
         for name, b in self.baselines.items():
             if self.dynamics is not None:
                 raise KeyedError(f"baselines.{name}", "baselines are classifiers: give them a classification task")

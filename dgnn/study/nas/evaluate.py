@@ -4,6 +4,7 @@ measure information I(Y; Y_hat) in bits and accuracy on the validation split (th
 from __future__ import annotations
 
 import functools
+import json
 import math
 import time
 
@@ -15,7 +16,9 @@ from ...energy import EnergyTable, mac_joules
 from ...learn.config import DatasetConfig, ModelConfig, TrainConfig
 from ...learn.data import Dataset, load_dataset
 from ...learn.measures import confusion_matrix, mutual_information_bits
+from ...learn.batched import train_batch
 from ...learn.models import build_model, parameter_count
+from ...learn.stacked import batch_key
 from ...learn.train import train
 from ..engine import UnitFailed
 
@@ -71,6 +74,78 @@ def train_candidate(candidate: dict, data: Dataset, seed: int, penalty: str, ene
     row = measure(res.model, data, energy, table, dtype)
     row.update(epochs=res.epochs, seconds=time.perf_counter() - t0)
     return row, res.history
+
+
+def train_candidates(candidates: list[dict], data: Dataset, seeds: list[int], penalty: str, energy: str,
+                     table: EnergyTable, dtype) -> list[tuple[dict, dict] | UnitFailed]:
+    """Candidates of one shape (equal dgnn.learn.stacked.batch_key) trained as one batch and measured one by one:
+    per candidate what train_candidate returns (equal numbers), or the UnitFailed it raises. A row's seconds is
+    the candidate's share of the batch plus its own measuring."""
+    t0 = time.perf_counter()
+    models = [build_model(ModelConfig.model_validate(c["model"]), data.n_features, data.n_classes, s, dtype)
+              for c, s in zip(candidates, seeds)]
+    built = (time.perf_counter() - t0) / len(candidates)
+    results = train_batch(models, data, [TrainConfig.model_validate(c["train"]) for c in candidates],
+                          [c["lambda"] for c in candidates], penalty, seeds, dtype)
+    out = []
+    for res in results:
+        t1 = time.perf_counter()
+        try:
+            if isinstance(res, FloatingPointError):
+                raise UnitFailed(str(res))
+            row = measure(res.model, data, energy, table, dtype)
+        except UnitFailed as exc:
+            out.append(exc)
+            continue
+        row.update(epochs=res.epochs, seconds=built + res.seconds + time.perf_counter() - t1)
+        out.append((row, res.history))
+    return out
+
+
+def evaluate_records(records: list[dict]) -> list[tuple[dict, dict] | UnitFailed]:
+    """Train and measure the candidates of trial records (dgnn.study.nas.run.trial_record), those of one shape as
+    one batch and the others alone: per record (row, history), or the UnitFailed of its own; the numbers are
+    those of each record trained alone, on CPU to the bit."""
+    out: list = [None] * len(records)
+    for i, result in evaluate_groups(records):
+        out[i] = result
+    return out
+
+
+def evaluate_groups(records: list[dict]):
+    """evaluate_records group by group: yields (index, result) as each group finishes."""
+    groups: dict = {}
+    for i, rec in enumerate(records):
+        groups.setdefault(_group(rec, i), []).append(i)
+    for members in groups.values():
+        recs = [records[i] for i in members]
+        first = recs[0]
+        dtype = torch.float64 if first["dtype"] == "float64" else torch.float32
+        data = task_data(json.dumps(first["task"], sort_keys=True), first["split_seed"])
+        table = EnergyTable.model_validate(first["energy_table"])
+        if len(recs) == 1:
+            try:
+                results = [train_candidate(first["candidate"], data, first["seed"], first["penalty"],
+                                           first["energy"], table, dtype)]
+            except UnitFailed as exc:
+                results = [exc]
+        else:
+            results = train_candidates([r["candidate"] for r in recs], data, [r["seed"] for r in recs],
+                                       first["penalty"], first["energy"], table, dtype)
+        yield from zip(members, results)
+
+
+def _group(record: dict, i: int):
+    """Records train together when everything but their per-candidate keys is equal; else each is its own."""
+    cand = record["candidate"]
+    try:
+        key = batch_key(ModelConfig.model_validate(cand["model"]), TrainConfig.model_validate(cand["train"]))
+    except (KeyError, TypeError, ValueError):
+        key = None
+    if key is None:
+        return ("alone", i)
+    shared = {k: v for k, v in record.items() if k not in ("candidate", "seed")}
+    return (key, json.dumps(shared, sort_keys=True))
 
 
 @functools.lru_cache(maxsize=2)

@@ -18,7 +18,8 @@ from ..engine import CONFIG, KIND, REASON, ROW, UnitFailed, check_same, jsonable
 from ..folders import atomic_write
 from ..storage import Heartbeat, open_storage
 from .config import SearchConfig
-from .evaluate import task_data, train_candidate
+from .batch import ask, optimize_batched, run_batch
+from .evaluate import evaluate_records
 from .samplers import make_sampler
 
 OWNED = ("trials", "trials.csv", "pareto.csv", "summary.json", "search.yaml", "figures")
@@ -36,9 +37,10 @@ def _stored(cfg: SearchConfig) -> dict:
 
 
 def open_study(cfg: SearchConfig, url: str, name: str, heartbeat: Heartbeat, overwrite: bool = False,
-               worker: int = 0) -> optuna.Study:
-    """The strategy's Optuna study (made, or checked against the stored config), with its sampler."""
-    storage = open_storage(url, heartbeat)
+               worker: int = 0, storage=None) -> optuna.Study:
+    """The strategy's Optuna study (made, or checked against the stored config), with its sampler (on `storage`,
+    an open storage of url, or a new one)."""
+    storage = storage if storage is not None else open_storage(url, heartbeat)
     sampler = make_sampler(cfg, worker)
     if overwrite and name in optuna.get_all_study_names(storage):
         optuna.delete_study(study_name=name, storage=storage)
@@ -48,7 +50,7 @@ def open_study(cfg: SearchConfig, url: str, name: str, heartbeat: Heartbeat, ove
         study.set_user_attr(CONFIG, json.dumps(_stored(cfg), sort_keys=True))
     except optuna.exceptions.DuplicatedStudyError:
         study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
-        check_same(study, name, "search", _stored(cfg), extendable=("budget",))
+        check_same(study, name, "search", _stored(cfg), extendable=("budget", "batch"))
     return study
 
 
@@ -60,6 +62,16 @@ class Objective:
         self.space = cfg.search_space()
 
     def __call__(self, trial: optuna.Trial):
+        record, folder = self.prepare(trial)
+        try:
+            row, history = evaluate_record(record, folder)
+        except UnitFailed as exc:
+            return self.fail(trial, str(exc))
+        return self.finish(trial, folder, row, history)
+
+    def prepare(self, trial: optuna.Trial) -> tuple[dict, Path]:
+        """Sample the trial's point and write its record (candidate.yaml): (record, trial folder); TrialFailed
+        when the candidate config rejects the point."""
         import torch
 
         cfg = self.cfg
@@ -72,23 +84,24 @@ class Objective:
         try:
             candidate = cfg.candidate(point)
         except ConfigError as exc:
-            return self._fail(trial, f"rejected by the candidate config: {exc}")
+            return self.fail(trial, f"rejected by the candidate config: {exc}")
         trial.set_user_attr(CANDIDATE, candidate)
         record = trial_record(cfg, candidate, seed)
         folder = self.out / "trials" / f"{self.strategy}-{trial.number:05d}"
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write(folder / "candidate.yaml", config_to_yaml_dict(record))
-        try:
-            row, history = evaluate_record(record, folder)
-        except UnitFailed as exc:
-            return self._fail(trial, str(exc))
-        if history:
+        return record, folder
+
+    def finish(self, trial: optuna.Trial, folder: Path, row: dict, history: dict):
+        """Record a trained trial's history, row and constraints; its objective values."""
+        cfg = self.cfg
+        if history:  # a free-dynamics trial keeps its trace instead
             write_history(folder / "history.h5", history)
         trial.set_user_attr(ROW, jsonable(row))
         trial.set_user_attr("constraints", constraints(cfg, row))
         return [row["energy"], row["information_bits"]] if len(directions(cfg)) == 2 else row["information_bits"]
 
-    def _fail(self, trial, reason: str):
+    def fail(self, trial, reason: str):
         trial.set_user_attr(REASON, reason)
         raise TrialFailed(reason)
 
@@ -110,17 +123,14 @@ def trial_record(cfg: SearchConfig, candidate: dict, seed: int) -> dict:
 def evaluate_record(record: dict, folder: Path) -> tuple[dict, dict]:
     """Train and measure the candidate of a trial record (the same numbers whichever process runs it, on CPU);
     a free-dynamics candidate is simulated into `folder`."""
-    import torch
-
-    from ...energy import EnergyTable
-    from .evaluate import evaluate_dynamics
-
     if "run" in record["candidate"]:
+        from .evaluate import evaluate_dynamics
+
         return evaluate_dynamics(record["candidate"]["run"], folder, record["attractor_trials"])
-    dtype = torch.float64 if record["dtype"] == "float64" else torch.float32
-    data = task_data(json.dumps(record["task"], sort_keys=True), record["split_seed"])
-    return train_candidate(record["candidate"], data, record["seed"], record["penalty"], record["energy"],
-                           EnergyTable.model_validate(record["energy_table"]), dtype)
+    result = evaluate_records([record])[0]
+    if isinstance(result, UnitFailed):
+        raise result
+    return result
 
 
 def rerun(out: str | Path, trial: str) -> dict:
@@ -187,17 +197,20 @@ class BudgetStop:
 def optimize(cfg: SearchConfig, url: str, name: str, out: Path, heartbeat: Heartbeat, should_stop=None,
              worker: int = 0, bar=None) -> None:
     """Run trials of the strategy until the budget is spent (this process's share of the workers)."""
-    study = open_study(cfg, url, name, heartbeat, worker=worker)
+    storage = open_storage(url, heartbeat)
+    study = open_study(cfg, url, name, heartbeat, worker=worker, storage=storage)
     stop = BudgetStop(cfg, should_stop)
     callbacks = [stop] if bar is None else [stop, lambda s, t: bar.update(1)]
     objective = Objective(cfg, out, cfg.strategy.name)
-    if not stop.done(study):
+    if cfg.batch > 1:
+        optimize_batched(study, storage, objective, stop, heartbeat, (TrialFailed,), bar)
+    elif not stop.done(study):
         study.optimize(objective, callbacks=callbacks, catch=(TrialFailed,), gc_after_trial=False,
                        show_progress_bar=False)
-    retry_stale(study, objective, heartbeat, should_stop)
+    retry_stale(study, objective, heartbeat, should_stop, storage)
 
 
-def retry_stale(study, objective, heartbeat: Heartbeat, should_stop=None) -> None:
+def retry_stale(study, objective, heartbeat: Heartbeat, should_stop=None, storage=None) -> None:
     """Trials still running elsewhere: wait until they finish or go stale (their worker died), then run the
     retries the heartbeat queued, so that a killed worker's trial is run again before the search reports."""
     from optuna.storages import fail_stale_trials
@@ -209,6 +222,10 @@ def retry_stale(study, objective, heartbeat: Heartbeat, should_stop=None) -> Non
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             fail_stale_trials(study)
         waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        if waiting and objective.cfg.batch > 1 and storage is not None:
+            run_batch(study, storage, objective, ask(study, min(len(waiting), objective.cfg.batch)), heartbeat,
+                      (TrialFailed,))
+            continue
         if waiting:
             study.optimize(objective, n_trials=len(waiting), catch=(TrialFailed,), gc_after_trial=False)
             continue
