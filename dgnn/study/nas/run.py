@@ -111,6 +111,11 @@ def evaluate_record(record: dict) -> tuple[dict, dict]:
 
     dtype = torch.float64 if record["dtype"] == "float64" else torch.float32
     data = task_data(json.dumps(record["task"], sort_keys=True), record["split_seed"])
+    if record["candidate"].get("strategy") == "developmental":  # a grown net: the strategy trains it
+        from .developmental import fit_candidate
+
+        return fit_candidate(record["candidate"], data, record["seed"], record["energy"],
+                             EnergyTable.model_validate(record["energy_table"]))
     return train_candidate(record["candidate"], data, record["seed"], record["penalty"], record["energy"],
                            EnergyTable.model_validate(record["energy_table"]), dtype)
 
