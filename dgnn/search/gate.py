@@ -37,10 +37,11 @@ class GateConfig(_Model):
 class EnergyGate:
     """Per-layer reserves that fund activity and gate growth / pruning of a GrowingMLP."""
 
-    def __init__(self, cfg: GateConfig, widths: list[int]):
+    def __init__(self, cfg: GateConfig, widths: list[int], glia: list[int] | None = None):
+        """glia: glial cells per layer (default cfg.glia in every layer)."""
         self.cfg = cfg
         self.layers = len(widths)
-        glia = np.repeat(np.arange(self.layers), cfg.glia)
+        glia = np.repeat(np.arange(self.layers), cfg.glia if glia is None else glia)
         self.met = Metabolism(cfg.metabolism, self._domains(widths), glia, self.layers, np.zeros(sum(widths)),
                               torch.device("cpu"), torch.float64)
         self.block = self.met.initial(1, torch.device("cpu"), torch.float64)  # (1, 9 L)
@@ -55,11 +56,23 @@ class EnergyGate:
     @torch.no_grad()
     def step(self, model, acts: list[torch.Tensor]) -> None:
         """Advance the reserves by one optimisation step of `model`, whose batch activations were `acts`."""
-        load = torch.cat([w.detach().abs().sum(1) for w in model.weights]).double()  # (N,)
-        self.met.set_layout(torch.as_tensor(self._domains(model.widths)), None, load)
-        rms = torch.cat([a.detach().double().pow(2).mean(0).sqrt() for a in acts])[None]  # (1, N)
-        self.block = self.met.project(self.block + self.cfg.dt * self.met.drift(self.t, self.block, rms))
+        load = torch.cat([w.detach().abs().sum(1) for w in model.weights])  # (N,)
+        rms = torch.cat([a.detach().double().pow(2).mean(0).sqrt() for a in acts])  # (N,)
+        self.advance(model.widths, load, rms)
+
+    @torch.no_grad()
+    def advance(self, widths: list[int], load: torch.Tensor, activity: torch.Tensor) -> None:
+        """Advance the reserves by one step of a net of these layer widths: load (N,) sum_j |K_ij| and activity
+        (N,) the units' RMS activity (the drift deviation of the power law), units in layer order."""
+        self.met.set_layout(torch.as_tensor(self._domains(widths)), None, load.detach().double())
+        dev = activity.detach().double()[None]  # (1, N)
+        self.block = self.met.project(self.block + self.cfg.dt * self.met.drift(self.t, self.block, dev))
         self.t += self.cfg.dt
+
+    def set_glia(self, glia: list[int]) -> None:
+        """Glial cells per layer from now on (supply per layer = metabolism.supply x its glia)."""
+        domain = torch.as_tensor(np.repeat(np.arange(self.layers), glia), dtype=torch.long)
+        self.met.set_glia(domain, torch.ones(1, len(domain), dtype=torch.float64))
 
     def reserve(self) -> np.ndarray:
         return self.met.reserve(self.block)[0].numpy().copy()  # (L,)

@@ -30,7 +30,7 @@ def xavier(rows: int, cols: int, gen: torch.Generator, dtype=torch.float32) -> t
     return (torch.rand(rows, cols, generator=gen, dtype=dtype) * 2 - 1) * bound
 
 
-def _swap(opt: torch.optim.Optimizer | None, old: nn.Parameter, new: nn.Parameter, remap) -> None:
+def swap_parameter(opt: torch.optim.Optimizer | None, old: nn.Parameter, new: nn.Parameter, remap) -> None:
     """Point `opt` at `new` instead of `old`; state tensors shaped like `old` go through remap (old -> new shape)."""
     if opt is None:
         return
@@ -112,9 +112,9 @@ class GrowingMLP(nn.Module):
         new_b = nn.Parameter(torch.cat([old_b, b_in.to(old_b.dtype)], 0))
         new_o = nn.Parameter(torch.cat([old_o, w_out.to(old_o.dtype)], 1))
         rows = lambda v: torch.cat([v, v.new_zeros(k, *v.shape[1:])], 0)  # noqa: E731
-        _swap(opt, old_w, new_w, rows)
-        _swap(opt, old_b, new_b, rows)
-        _swap(opt, old_o, new_o, lambda v: torch.cat([v, v.new_zeros(v.shape[0], k)], 1))
+        swap_parameter(opt, old_w, new_w, rows)
+        swap_parameter(opt, old_b, new_b, rows)
+        swap_parameter(opt, old_o, new_o, lambda v: torch.cat([v, v.new_zeros(v.shape[0], k)], 1))
         self.weights[layer], self.biases[layer] = new_w, new_b
         self._set_fan_out(layer, new_o)
 
@@ -126,9 +126,9 @@ class GrowingMLP(nn.Module):
         old_w, old_b, old_o = self.weights[layer], self.biases[layer], self.fan_out(layer)
         new_w, new_b = nn.Parameter(old_w[keep].clone()), nn.Parameter(old_b[keep].clone())
         new_o = nn.Parameter(old_o[:, keep].clone())
-        _swap(opt, old_w, new_w, lambda v: v[keep])
-        _swap(opt, old_b, new_b, lambda v: v[keep])
-        _swap(opt, old_o, new_o, lambda v: v[:, keep])
+        swap_parameter(opt, old_w, new_w, lambda v: v[keep])
+        swap_parameter(opt, old_b, new_b, lambda v: v[keep])
+        swap_parameter(opt, old_o, new_o, lambda v: v[:, keep])
         self.weights[layer], self.biases[layer] = new_w, new_b
         self._set_fan_out(layer, new_o)
 

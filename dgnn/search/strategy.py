@@ -31,6 +31,15 @@ def register_variant(base: type, name: str, doc: str, **defaults) -> type:
 
 def make_strategy(name: str, **options) -> Strategy:
     """The strategy registered under `name`, built from its config keys."""
+    keys = strategy_keys(name)
+    unknown = sorted(set(options) - keys)
+    if unknown:
+        raise ConfigError(f"strategy {name}: unknown key(s) {', '.join(unknown)}; valid keys are {', '.join(sorted(keys))}")
+    return STRATEGIES[name](**options)
+
+
+def strategy_keys(name: str) -> set[str]:
+    """The config keys of the strategy registered under `name`."""
     if name not in STRATEGIES:
         raise ConfigError(f"strategy: unknown name {name!r}; valid names are {', '.join(sorted(STRATEGIES))}")
     cls = STRATEGIES[name]
@@ -42,7 +51,4 @@ def make_strategy(name: str, **options) -> Strategy:
         keys |= {p.name for p in params if p.name != "self" and p.kind is not inspect.Parameter.VAR_KEYWORD}
         if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
             break
-    unknown = sorted(set(options) - keys)
-    if unknown:
-        raise ConfigError(f"strategy {name}: unknown key(s) {', '.join(unknown)}; valid keys are {', '.join(sorted(keys))}")
-    return cls(**options)
+    return keys

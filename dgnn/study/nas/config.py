@@ -90,6 +90,18 @@ class SearchConfig(_Model):
         if self.dynamics is not None and self.batch > 1:
             raise KeyedError("batch", "free-dynamics candidates are simulated one at a time (each run batches its "
                                       "own replicas): use batch 1")
+        if self.strategy.name == "developmental":
+            from . import developmental
+
+            if self.dynamics is not None:
+                raise KeyedError("strategy.name", "developmental grows classifiers: give a classification task")
+            if self.batch > 1:
+                raise KeyedError("batch", "developmental nets change shape as they grow, so they cannot share a "
+                                          "stack: use batch 1")
+            try:
+                developmental.candidate(self.strategy.options, {}, self.dtype)
+            except ConfigError as exc:
+                raise KeyedError("strategy.options", str(exc)) from None
         for name, b in self.baselines.items():
             if self.dynamics is not None:
                 raise KeyedError(f"baselines.{name}", "baselines are classifiers: give them a classification task")
@@ -98,7 +110,7 @@ class SearchConfig(_Model):
 
     def search_space(self) -> SearchSpace:
         """The space, with every key checked against the candidate config and every edge value validated."""
-        keys = _run_keys if self.dynamics is not None else _candidate_keys
+        keys = _run_keys if self.dynamics is not None else self._candidate_keys()
         space = SearchSpace(self.space, keys)
         for name, point in space.probes():
             try:
@@ -107,13 +119,32 @@ class SearchConfig(_Model):
                 raise ConfigError(f"space.{name}: {point[name]!r} is rejected by the candidate config ({exc})") from None
         return space
 
+    def _candidate_keys(self):
+        """The key check of a classification space: developmental.<option> keys exactly when the strategy is
+        developmental (its net is grown, not given), else the candidate's model.* / train.* / lambda keys."""
+        from . import developmental
+
+        grown = self.strategy.name == "developmental"
+        for name in self.space:
+            if grown and not developmental.is_key(name):
+                raise ConfigError(f"space.{name}: strategy developmental searches its own options, keys "
+                                  f"developmental.<option> with option one of {', '.join(developmental.options())}")
+            if not grown and name.startswith(developmental.PREFIX):
+                raise ConfigError(f"space.{name}: developmental.<option> keys need strategy.name: developmental")
+        return developmental.is_key if grown else _candidate_keys
+
     def candidate(self, point: dict) -> dict:
-        """The resolved candidate of a sampled point: {model, train, lambda} (or {run} for dynamics), validated."""
+        """The resolved candidate of a sampled point: {model, train, lambda} (or {run} for dynamics, or the
+        developmental strategy's {strategy, options, budget}), validated."""
         from ...config import config_from_dict
 
         if self.dynamics is not None:
             run = merge(self.dynamics, point)
             return {"run": config_from_dict(run, "candidate").model_dump(mode="json")}
+        if self.strategy.name == "developmental":
+            from . import developmental
+
+            return developmental.candidate(self.strategy.options, point, self.dtype)
         model, train, lam = dict(self.model), self.train.model_dump(), self.lam
         for key, value in point.items():
             head, _, rest = key.partition(".")

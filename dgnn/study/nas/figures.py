@@ -96,7 +96,7 @@ def _importances(plt, cfg, url, name, heartbeat, folder):
 
 
 def _glia(plt, cfg, rows, planes, folder):
-    key = "params.model.glia_ratio"
+    key = "params.developmental.glia_ratio" if cfg.strategy.name == "developmental" else "params.model.glia_ratio"
     pts = [r for r in _points(rows, planes["objective"]["energy"], cfg.strategy.name) if key in r and r[key] != ""]
     if not pts:
         return None

@@ -22,7 +22,7 @@ from .run import SEED
 
 FIRST = ("number", "strategy", "state")
 MEASURES = ("energy", "energy_measure", "information_bits", "accuracy", "information_bits_test", "accuracy_test",
-            "metabolic_energy", "joules_per_inference", "parameters", "macs", "epochs", "seconds")
+            "metabolic_energy", "joules_per_inference", "parameters", "macs", "epochs", "steps", "neurons", "seconds")
 
 
 def _rows(study, strategy: str, cfg: SearchConfig) -> list[dict]:

@@ -19,7 +19,7 @@ from ..folders import atomic_write
 from ..storage import Heartbeat, open_storage
 from .config import SearchConfig
 from .batch import ask, optimize_batched, run_batch
-from .evaluate import evaluate_records
+from .evaluate import evaluate_records, task_data
 from .samplers import make_sampler
 
 OWNED = ("trials", "trials.csv", "pareto.csv", "summary.json", "search.yaml", "figures")
@@ -127,6 +127,13 @@ def evaluate_record(record: dict, folder: Path) -> tuple[dict, dict]:
         from .evaluate import evaluate_dynamics
 
         return evaluate_dynamics(record["candidate"]["run"], folder, record["attractor_trials"])
+    if record["candidate"].get("strategy") == "developmental":  # a grown net: the strategy trains it
+        from ...energy import EnergyTable
+        from .developmental import fit_candidate
+
+        data = task_data(json.dumps(record["task"], sort_keys=True), record["split_seed"])
+        return fit_candidate(record["candidate"], data, record["seed"], record["energy"],
+                             EnergyTable.model_validate(record["energy_table"]))
     result = evaluate_records([record])[0]
     if isinstance(result, UnitFailed):
         raise result
