@@ -501,7 +501,7 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
     except OSError as exc:
-        from .storage import disk_full, is_disk_full
+        from .disk import disk_full, is_disk_full
 
         if not is_disk_full(exc):
             raise

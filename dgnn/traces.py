@@ -25,7 +25,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from . import h5io, storage
+from . import disk, h5io
 from .errors import ConfigError
 
 STATUSES = ("running", "complete", "interrupted", "failed")
@@ -200,9 +200,9 @@ class TraceWriter:
         try:
             h5io.write(twin, True, build, fs_strategy="fsm", fs_persist=True, fs_threshold=1)
         except BaseException as exc:
-            storage.remove(twin)
-            if storage.is_disk_full(exc):
-                raise storage.disk_full(path, exc) from None
+            disk.remove(twin)
+            if disk.is_disk_full(exc):
+                raise disk.disk_full(path, exc) from None
             raise
         tails = {s.name: np.zeros((s.chunk_rows, *s.shape), dtype=s.dtype) for s in series}
         return cls(path, series, 0, 0, tails, published=False)
@@ -212,7 +212,7 @@ class TraceWriter:
         """Continue a trace: rows and events past the last checkpoint are dropped when this publishes (at once)."""
         path = Path(path)
         for leftover in companions(path):
-            storage.remove(leftover)
+            disk.remove(leftover)
         tails = {}
         with _open(path) as h5:
             for s in series:
@@ -312,7 +312,7 @@ class TraceWriter:
             try:
                 os.posix_fallocate(fd, 0, os.fstat(fd).st_size + 2 * lag.nbytes + RESERVE_SLACK)
             except (AttributeError, OSError) as exc:
-                if storage.is_disk_full(exc):
+                if disk.is_disk_full(exc):
                     self._lag = base  # untouched: still whole
                     raise
             self._lag = None  # until the twin is whole again
@@ -323,7 +323,7 @@ class TraceWriter:
         os.close(fd)
         if self._replace:
             os.replace(self.twin, self.path)
-        elif storage.swap(self.twin, self.path, self._spare):
+        elif disk.swap(self.twin, self.path, self._spare):
             self._lag = batch  # the twin is now the previous version: it lacks just this batch
         self._replace, self._published = False, True
         if batch.rows is not None:
@@ -338,11 +338,11 @@ class TraceWriter:
         """What to raise for `exc`: a DiskFull line when the disk is full (after freeing the reserve, and the twin
         unless it is still whole, so that a final status fits), else `exc` itself."""
         if self._lag is None:
-            storage.remove(self.twin)  # half written: the next publication copies the trace
-        if not storage.is_disk_full(exc):
+            disk.remove(self.twin)  # half written: the next publication copies the trace
+        if not disk.is_disk_full(exc):
             return exc
-        full = storage.disk_full(self.path, exc)  # the free space as it failed
-        storage.remove(self._reserve_path)
+        full = disk.disk_full(self.path, exc)  # the free space as it failed
+        disk.remove(self._reserve_path)
         self._reserved = -1
         return full
 
@@ -378,7 +378,7 @@ class TraceWriter:
         if not self._published:
             raise RuntimeError(f"{self.path}: the new trace was lost before its first flush")
         self._lag = None
-        storage.remove(self.twin)  # a reader may keep the old inode: it is only unlinked
+        disk.remove(self.twin)  # a reader may keep the old inode: it is only unlinked
         shutil.copyfile(self.path, self.twin)
         fd = h5io.try_lock(self.twin)
         if fd is None:
@@ -389,7 +389,7 @@ class TraceWriter:
     def close(self) -> None:
         """Forget the twin and the reserve; the trace stays as last published."""
         for p in companions(self.path):
-            storage.remove(p)
+            disk.remove(p)
 
 
 # -------------------------------------------------------------------------------------------------- reading
