@@ -26,7 +26,7 @@ def as_flags(message: str) -> str:
         message = FLAGS[head.group(1)] + message[head.end():]
     message = re.sub(r"\b(\w+)=True\b", lambda m: FLAGS.get(m.group(1), m.group(0)), message)
     message = re.sub(r"\b(\w+)=\.\.\.", lambda m: f"{FLAGS[m.group(1)]} ..." if m.group(1) in FLAGS else m.group(0), message)
-    return re.sub(r"(?<![\w.-])(\w+)=(/\S+|\.\S*|\w\S*)", lambda m: f"{FLAGS[m.group(1)]} {m.group(2)}"
+    return re.sub(r"(?<![\w.-])(?<!--set )(\w+)=(/\S+|\.\S*|\w\S*)", lambda m: f"{FLAGS[m.group(1)]} {m.group(2)}"
                   if m.group(1) in FLAGS else m.group(0), message)  # resume=DIR -> --resume DIR
 
 

@@ -450,11 +450,9 @@ def prepare_run_dir(out: Path, overwrite: bool) -> None:
 
 def _own(folder: Path, name: str) -> RunLock:
     """Create `folder` if needed and take its RunLock; `name` is the argument that named it."""
+    make_folder(folder, name)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
         return RunLock(folder, name).acquire()
-    except FileExistsError:
-        raise ConfigError(f"{name} {folder}: exists and is not a folder") from None
     except OSError as exc:
         if disk.is_disk_full(exc):
             raise disk.disk_full(folder, exc, "creating the run folder") from None

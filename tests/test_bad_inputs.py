@@ -194,7 +194,7 @@ def test_shipped_configs_build_and_pass_the_checks():
     import yaml
 
     for path in sorted(Path(__file__).resolve().parents[1].joinpath("configs").glob("*.yaml")):
-        if not {"models", "strategies", "toy", "targets"} & set(yaml.safe_load(path.read_text())):
+        if not {"models", "strategies", "toy", "targets", "tasks"} & set(yaml.safe_load(path.read_text())):
             res = run_cli("validate", path)  # a search config validates its space and each branch's candidate
             assert res.rc == 0 and "valid" in res.out, (path, res.err)
 

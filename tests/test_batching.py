@@ -189,8 +189,8 @@ def test_a_batched_search_records_the_trials_of_a_one_by_one_search(tmp_path):
     seconds, candidates the candidate config rejects (Kuramoto with b > 0, which the space's one-key-at-a-time
     probes let through) fail in the batch with their reason while the others train, and a batched trial re-run
     alone from its stored record gives its row again."""
-    space = {"model.kind": {"choice": ["mlp", "oscillator"]}, "model.potential": {"choice": ["kuramoto", "hkb"]},
-             "model.b": {"float": [0.0, 0.4]}, "train.lr": {"float": [1e-3, 1e-2], "log": True},
+    space = {"model.kind": {"choice": ["mlp", "oscillator"]}, "model.potential": {"choice": ["hkb", "kuramoto"]},
+             "model.b": {"float": [0.0, 0.4], "when": {"model.kind": "oscillator"}}, "train.lr": {"float": [1e-3, 1e-2], "log": True},
              "lambda": {"float": [0.0, 0.2]}}
     model = {"kind": "oscillator", "hidden": [6], "settle_time": 1.0, "dt": 0.5, "potential": "hkb"}
     one = search(_cfg(8, 1, space=space, model=model), tmp_path / "one", progress=False)

@@ -134,6 +134,13 @@ def test_shipped_configs_validate(path):
 
         assert load_config(path, model=StudyConfig).build()
         return
+    if "tasks" in data and "search" in data:  # energy first against information first (simulations/energy_first.py)
+        from dgnn.study.nas.versus import VersusStudy
+
+        study = load_config(path, model=VersusStudy)
+        study.check()
+        assert study.tasks
+        return
     if "space" in data:  # a `dgnn search` config: its space is checked against the candidate config too
         from dgnn.study.nas.config import SearchConfig
 

@@ -193,5 +193,5 @@ def test_resume_refuses_a_checkpoint_of_another_state_layout(tmp_path):
         y = h5["checkpoint/y"][()]
         del h5["checkpoint/y"]
         h5["checkpoint/y"] = y[:, :-3]  # a damaged checkpoint: one ledger column (3 domains) short
-    with pytest.raises(ConfigError, match=r"--resume .*checkpoint holds \d+ state columns where dgnn .* builds \d+"):
+    with pytest.raises(ConfigError, match=r"run_dir .*checkpoint holds \d+ state columns where dgnn .* builds \d+"):
         dgnn.resume(tmp_path / "p", progress=False)
