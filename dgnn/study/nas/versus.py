@@ -97,8 +97,11 @@ def _write_rows(path: Path, rows: list[dict]) -> None:
 
 
 def _done(rows: list[dict], column: str) -> list[dict]:
-    return [r for r in rows if r["state"] == "complete" and isinstance(r.get(column), float)
-            and math.isfinite(r[column]) and isinstance(r.get("information_bits"), float)]
+    return [r for r in rows if r["state"] == "complete" and _number(r.get(column)) and _number(r.get("information_bits"))]
+
+
+def _number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def _cheapest(rows: list[dict], column: str, keep) -> dict | None:
