@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from dgnn.cli import main
+from inprocess import run_cli
 from problems import DEVICES
 
 SMALL = """name: cli
@@ -68,10 +69,10 @@ def test_bad_input_exits_2_with_one_line(tmp_path, content, args, match):
 
     p = tmp_path / "c.yaml"
     p.write_text(content)
-    r = _dgnn("run", p, "--out", tmp_path / "o", "--quiet", *args)
-    assert r.returncode == 2, r.stderr
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in r.stderr
+    r = run_cli("run", p, "--out", tmp_path / "o", "--quiet", *args)  # in-process; the next tests spawn processes
+    assert r.rc == 2, r.err
+    lines = r.err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.err
     assert re.search(match, lines[0]), lines[0]
 
 

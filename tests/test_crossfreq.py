@@ -57,7 +57,7 @@ def test_pulse_coupling_opens_p_to_1_tongue_of_first_order_width():
     half = k * ive(p, kappa)  # 0.0072
     offsets = np.linspace(-0.03, 0.03, 61)  # spacing 1e-3
     points = [nm_pair_config(p * w_s + o, w_s, k, 0.0, 1, 1, shape="pulse", sharpness=kappa,
-                             duration=1500.0, dt=0.05, every=1.0) for o in offsets]
+                             duration=1500.0, dt=0.1, every=1.0) for o in offsets]
     ph = run_points(points, 1500)
     time = np.arange(ph.shape[0]) * 1.0
     late = slice(500, None)

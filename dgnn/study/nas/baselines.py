@@ -69,7 +69,8 @@ def baseline_study(name: str, label: str) -> str:
 
 
 def run_baselines(cfg: SearchConfig, url: str, name: str, out: Path, workers: int, heartbeat: Heartbeat,
-                  should_stop=None, overwrite: bool = False) -> None:
+                  should_stop=None, overwrite: bool = False, progress: bool = False) -> None:
+    """Each baseline's fits until its units or the search's seconds budget run out (a progress bar per baseline)."""
     for label, b in cfg.baselines.items():
         if should_stop is not None and should_stop():
             return
@@ -77,4 +78,5 @@ def run_baselines(cfg: SearchConfig, url: str, name: str, out: Path, workers: in
                                {"baseline": b.model_dump(mode="json"), "task": cfg.task.model_dump(mode="json"),
                                 "seed": cfg.seed, "train": cfg.train.model_dump(mode="json")},
                                baseline_units(cfg, label), overwrite=overwrite, heartbeat=heartbeat)
-        run_workers(queue, BaselineJob(cfg, label), workers, should_stop, progress=False)
+        run_workers(queue, BaselineJob(cfg, label), workers, should_stop, progress=progress,
+                    desc=f"{name}/{label}")

@@ -44,7 +44,7 @@ def search(cfg: SearchConfig, out: str | Path | None = None, *, storage: str | N
     atomic_write(out / "search.yaml", config_to_yaml(cfg))
     t0 = time.perf_counter()
     run_strategy(cfg, url, name, out, workers, heartbeat, should_stop, progress)
-    run_baselines(cfg, url, name, out, workers, heartbeat, should_stop, overwrite)
+    run_baselines(cfg, url, name, out, workers, heartbeat, should_stop, overwrite, progress)
     rows, summary = write_outputs(cfg, url, name, out, heartbeat)
     summary["wall_seconds_this_call"] = time.perf_counter() - t0
     atomic_write(out / "summary.json", json.dumps(summary, indent=2, default=float))
