@@ -63,6 +63,8 @@ def test_both_arms_run_resume_and_tabulate(tmp_path):
     assert {r["strategy"] for r in arms["information_first"]} == {"random"}
     best = max(float(r["accuracy"]) for r in arms["information_first"])
     assert res.rows[0]["best_accuracy_information_first"] == pytest.approx(best)
+    row = res.rows[0]
+    assert row["mac_hypervolume.random"] > 0 and row["mac_hypervolume.mlp"] > 0  # the baselines' plane
     summary = json.loads((tmp_path / "v" / "digits[0,1,2]" / "information_first" / "summary.json").read_text())
     assert summary["objectives"] == "information" and summary["n_trials"] == 2
     assert (tmp_path / "v" / "figures" / "versus-digits[0,1,2].png").stat().st_size > 0

@@ -76,10 +76,13 @@ def versus(study: VersusStudy, out: str | Path, *, storage: str | None = None, w
             if res.status == "interrupted":
                 return VersusResult(out, rows, "interrupted")
             found[arm] = [r for r in res.trials if r["strategy"] == cfg.strategy.name]
+            if arm == "energy_first":  # the search beside every baseline, on the plane every family has
+                mac = res.summary["planes"].get("mac_joules", res.summary["planes"]["objective"])
+                on_plane = {f"mac_hypervolume.{s}": v["hypervolume"] for s, v in mac["strategies"].items()}
         measure = study.arm(task, "energy_first").objectives.energy
         row, plane = compare(found["energy_first"], found["information_first"], COLUMNS[measure], study.match,
                              study.match_bits)
-        rows.append({"task": task.label, "energy_measure": measure, **row})
+        rows.append({"task": task.label, "energy_measure": measure, **row, **on_plane})
         planes[task.label] = plane
     _write_rows(out / "comparison.csv", rows)
     atomic_write(out / "comparison.json", json.dumps({"rows": rows, "planes": planes}, indent=2, default=float))
