@@ -96,7 +96,8 @@ def _importances(plt, cfg, url, name, heartbeat, folder):
 
 
 def _glia(plt, cfg, rows, planes, folder):
-    key = "params.developmental.glia_ratio" if cfg.strategy.name == "developmental" else "params.model.glia_ratio"
+    key = ("params.developmental.glia_ratio" if cfg.strategy.name == "developmental" else
+           "params.glia.ratio" if cfg.dynamics is not None else "params.model.glia_ratio")
     pts = [r for r in _points(rows, planes["objective"]["energy"], cfg.strategy.name) if key in r and r[key] != ""]
     if not pts:
         return None
