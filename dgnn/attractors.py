@@ -1,5 +1,5 @@
 """Information of free dynamics as log2 of the number of distinct attractors reached from random initial conditions
-(MODEL.md 'Measures'), for a network as a structural run left it."""
+(docs/model.md 'Measures'), for a network as a structural run left it."""
 from __future__ import annotations
 
 import math

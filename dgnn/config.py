@@ -13,7 +13,9 @@ from . import textfiles
 from .errors import ConfigError
 
 
-class _Model(BaseModel):
+class StrictModel(BaseModel):
+    """A config model: frozen, strictly typed, finite; an unknown key is an error."""
+
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
@@ -31,7 +33,7 @@ def _folder_name(value: str) -> str:
 FolderName = Annotated[str, AfterValidator(_folder_name)]  # a name that becomes a folder name under outputs/
 
 
-class Distribution(_Model):
+class Distribution(StrictModel):
     """Natural frequencies (rad per time unit): how N values are drawn."""
 
     distribution: Literal["constant", "normal", "lorentzian", "uniform", "values"] = "constant"
@@ -51,7 +53,7 @@ class Distribution(_Model):
         return self
 
 
-class InitialPhase(_Model):
+class InitialPhase(StrictModel):
     """Initial phases in radians."""
 
     distribution: Literal["uniform", "constant", "values"] = "uniform"
@@ -65,14 +67,14 @@ class InitialPhase(_Model):
         return self
 
 
-class Group(_Model):
+class Group(StrictModel):
     """A named population of neurons with its own natural frequencies; groups take contiguous indices in order."""
 
     count: int = Field(ge=1)
     frequency: Distribution = Distribution(distribution="normal", center=1.0, width=0.1)
 
 
-class Neurons(_Model):
+class Neurons(StrictModel):
     count: int = Field(100, ge=1)
     frequency: Distribution = Distribution(distribution="normal", center=1.0, width=0.1)
     initial_phase: InitialPhase = InitialPhase()
@@ -110,7 +112,7 @@ class Neurons(_Model):
         return out
 
 
-class Glia(_Model):
+class Glia(StrictModel):
     ratio: float = Field(0.0, ge=0.0, description="glia per neuron; G = round(ratio * N)")
     frequency: Distribution = Distribution(distribution="constant", center=0.1)
     initial_phase: InitialPhase = InitialPhase()
@@ -121,7 +123,7 @@ class Glia(_Model):
     domains: int = Field(0, ge=0)  # number of glial domains; 0 = min(N, G) (one astrocyte per domain when G <= N)
 
 
-class Topology(_Model):
+class Topology(StrictModel):
     kind: Literal[
         "all_to_all", "erdos_renyi", "watts_strogatz", "barabasi_albert", "modular", "edgelist", "graphml"
     ] = "all_to_all"
@@ -159,7 +161,7 @@ class Topology(_Model):
         return self
 
 
-class Coupling(_Model):
+class Coupling(StrictModel):
     strength: float = 1.0  # k
     a: float = 1.0
     b: float = 0.0
@@ -168,7 +170,7 @@ class Coupling(_Model):
     cross: dict[str, "CrossTerm"] = {}  # cross-frequency coupling between neuron groups, by name
 
 
-class CrossTerm(_Model):
+class CrossTerm(StrictModel):
     """n:m coupling from group `source` to group `target` (rad/time), added to each target neuron i:
     sine:  strength * mean_{j in source} sin(n_source theta_j - n_target theta_i)
     pulse: strength * mean_{j in source} exp(sharpness (cos(n_source theta_j) - 1)) * (-sin(n_target theta_i))
@@ -186,12 +188,12 @@ class CrossTerm(_Model):
 Coupling.model_rebuild()
 
 
-class Noise(_Model):
+class Noise(StrictModel):
     neurons: float = Field(0.0, ge=0.0)
     glia: float = Field(0.0, ge=0.0)
 
 
-class Drive(_Model):
+class Drive(StrictModel):
     """External drive u_i(t) = amplitude * sin(frequency * t + phase) on the target neurons (rad/time)."""
 
     kind: Literal["none", "constant", "sinusoid"] = "none"
@@ -208,7 +210,7 @@ class Drive(_Model):
         return v
 
 
-class Epoch(_Model):
+class Epoch(StrictModel):
     """One behavioural state of the metabolic schedule: supply is multiplied by `supply` for `duration`."""
 
     name: str = "state"
@@ -225,8 +227,8 @@ class Epoch(_Model):
         return v
 
 
-class MetabolismConfig(_Model):
-    """Glial energy budget (MODEL.md 'Metabolism'); energy units are arbitrary but consistent."""
+class MetabolismConfig(StrictModel):
+    """Glial energy budget (docs/model.md 'Metabolism'); energy units are arbitrary but consistent."""
 
     enabled: bool = False
     p_base: float = Field(0.01, ge=0.0, description="power per neuron at rest")
@@ -246,7 +248,7 @@ class MetabolismConfig(_Model):
         return self
 
 
-class SynapseOp(_Model):
+class SynapseOp(StrictModel):
     enabled: bool = True
     threshold: float = Field(ge=0.0, le=1.0)  # PLV over the window
     cost: float = Field(0.0, ge=0.0)
@@ -257,14 +259,14 @@ class SynapseOp(_Model):
     reserve_below: float = Field(0.0, ge=0.0, le=1.0)
 
 
-class NeurogenesisOp(_Model):
+class NeurogenesisOp(StrictModel):
     enabled: bool = True
     threshold: float = Field(0.5, gt=0.0, le=1.0)  # effective dimension / (2 x active neurons) of a domain
     cost: float = Field(1.0, ge=0.0)
     max_per_interval: int = Field(1, ge=0)  # per replica
 
 
-class NeuronRemovalOp(_Model):
+class NeuronRemovalOp(StrictModel):
     enabled: bool = True
     redundancy: float = Field(0.999, gt=0.0, le=1.0)  # PLV above which two neurons of a domain are duplicates
     cost: float = Field(0.0, ge=0.0)
@@ -272,7 +274,7 @@ class NeuronRemovalOp(_Model):
     max_per_interval: int = Field(1, ge=0)
 
 
-class GliaOp(_Model):
+class GliaOp(StrictModel):
     """Glia creation (removal): a domain whose mean reserve over the window is below (above) `threshold` x e_max."""
 
     enabled: bool = False
@@ -282,8 +284,8 @@ class GliaOp(_Model):
     max_per_interval: int = Field(1, ge=0)  # per replica
 
 
-class StructureConfig(_Model):
-    """Energy-gated structural plasticity (MODEL.md 'Structural operators'); needs metabolism."""
+class StructureConfig(StrictModel):
+    """Energy-gated structural plasticity (docs/model.md 'Structural operators'); needs metabolism."""
 
     enabled: bool = False
     interval: float = Field(1.0, gt=0.0)  # time between controller evaluations
@@ -302,7 +304,7 @@ class StructureConfig(_Model):
     glia_removal: GliaOp = GliaOp(threshold=0.9, refund=0.2)
 
 
-class Solver(_Model):
+class Solver(StrictModel):
     method: str = "rk4"
     dt: float = Field(0.01, gt=0.0)
     duration: float = Field(10.0, gt=0.0)
@@ -315,12 +317,12 @@ class Solver(_Model):
     max_steps: int = Field(0, ge=0)
 
 
-class Record(_Model):
+class Record(StrictModel):
     every: float = Field(0.1, gt=0.0)
     phases: bool = True
 
 
-class Sweep(_Model):
+class Sweep(StrictModel):
     """`dgnn sweep`: the grid (dotted key -> values) whose product is run; CLI --grid entries add to it."""
 
     grid: dict[str, list[Union[bool, int, float, str]]] = {}
@@ -328,8 +330,8 @@ class Sweep(_Model):
     max_batch: int = Field(32, ge=1)  # most points simulated together as one batch
 
 
-class Config(_Model):
-    """A whole run. Every key is documented in README (config reference)."""
+class Config(StrictModel):
+    """A whole run. Every key is documented in docs/config.md."""
 
     name: FolderName = "run"
     seed: int = Field(0, ge=0)  # numpy's SeedSequence takes non-negative integers
@@ -535,7 +537,7 @@ class KeyedError(ValueError):
 SafeLoader = textfiles.SafeLoader
 
 
-def _safe_load(text: str, source: str = "<yaml>", prefix: str = ""):
+def load_value(text: str, source: str = "<yaml>", prefix: str = ""):
     """YAML text -> data (safe loader; duplicate keys and exploding aliases refused); prefix: see textfiles.parse."""
     return textfiles.parse(text, source, prefix)[0]
 
@@ -560,7 +562,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     parts = key.strip().split(".")
     if not all(p.strip() for p in parts):
         raise ConfigError(f"override {text!r}: empty key in path {key!r}")
-    value = _safe_load(raw, f"override {text}", ".".join(p.strip() for p in parts)) if raw.strip() else None
+    value = load_value(raw, f"override {text}", ".".join(p.strip() for p in parts)) if raw.strip() else None
     return [p.strip() for p in parts], value
 
 

@@ -2,7 +2,7 @@
 config key (`energy`) picks among these names wherever an energy is chosen.
 
     activation  seed 002's E: the sum over layers of the mean squared activation (dimensionless; differentiable)
-    metabolic   MODEL.md's power P = p_base + p_act theta'^2 + p_syn sum_j |K_ij| integrated over one inference's
+    metabolic   the reference model's power P = p_base + p_act theta'^2 + p_syn sum_j |K_ij| integrated over one inference's
                 settling (energy units of the metabolism config; differentiable; phase-based nets only); for glial
                 nets (dgnn.learn.glial) the ledger's consumption of one inference, glial base power included
     mac_joules  joules per inference from MACs, transcendental calls and one read of every parameter (Horowitz,
@@ -18,7 +18,7 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from .config import MetabolismConfig, _Model
+from .config import MetabolismConfig, StrictModel
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class EnergyMeasure:
 
 MEASURES = {m.name: m for m in (
     EnergyMeasure("activation", "1", True, "activation_energy", "sum over layers of the mean squared activation"),
-    EnergyMeasure("metabolic", "energy", True, "metabolic_energy", "MODEL.md power integrated over the settling"),
+    EnergyMeasure("metabolic", "energy", True, "metabolic_energy", "the model's power integrated over the settling"),
     EnergyMeasure("mac_joules", "J", False, "joules_per_inference", "MACs, transcendentals and parameter reads"),
     EnergyMeasure("ledger", "energy", False, "energy_consumed", "the simulator's consumed energy (ledger)"),
 )}
@@ -40,7 +40,7 @@ Energy = Literal["activation", "metabolic", "mac_joules", "ledger"]  # the `ener
 PENALTIES = tuple(name for name, m in MEASURES.items() if m.differentiable)  # what a loss may penalise
 
 
-class EnergyTable(_Model):
+class EnergyTable(StrictModel):
     """Per-operation energies in picojoules (defaults: Horowitz, ISSCC 2014, 45 nm, 32-bit float)."""
 
     mac_pj: float = Field(4.6, ge=0.0)  # 32-bit float multiply (3.7 pJ) + add (0.9 pJ)
@@ -61,7 +61,7 @@ def mac_joules(costs: dict[str, float], n_parameters: int, table: EnergyTable, b
 
 
 def settling_power(met: MetabolismConfig, units: int, drift_sq: torch.Tensor, load: torch.Tensor) -> torch.Tensor:
-    """MODEL.md's power of a settling net (energy / time): p_base per unit, p_act per (rad/time)^2 of summed
+    """The reference model's power of a settling net (energy / time): p_base per unit, p_act per (rad/time)^2 of summed
     theta'^2 (drift_sq, any shape), p_syn per unit of summed coupling magnitude (load)."""
     return met.p_base * units + met.p_act * drift_sq + met.p_syn * load
 

@@ -84,7 +84,7 @@ class PointDrives:
 
 @register_vector_field("glial_neural")
 class GlialNeuralField:
-    """MODEL.md drift: neurons theta' = omega + H(theta) + c_gn <sin(psi - theta)>_domain + u(t);
+    """The model's drift (docs/model.md): neurons theta' = omega + H(theta) + c_gn <sin(psi - theta)>_domain + u(t);
     glia psi' = nu + k_gg sum Kg sin(psi_h - psi_g) + c_ng <sin(theta - psi)>_domain."""
 
     def __init__(

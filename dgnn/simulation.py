@@ -468,7 +468,7 @@ def _fail(writer: TraceWriter, message: str) -> RunResult:
     return RunResult(writer.path, "failed", writer.rows, message)
 
 
-def _loop(sim: Simulation, writer: TraceWriter, should_stop, progress: bool, bar=None) -> RunResult:
+def advance(sim: Simulation, writer: TraceWriter, should_stop, progress: bool, bar=None) -> RunResult:
     """Advance to the end, appending and flushing records; statuses for stop, failure and completion.
     A caller's `bar` (a sweep's overall progress) is advanced but not closed."""
     from .progress import Progress
@@ -542,7 +542,7 @@ def _start(sim: Simulation, out: Path, should_stop, progress: bool) -> RunResult
             pass
         writer.close()
         raise
-    return _loop(sim, writer, should_stop, progress)
+    return advance(sim, writer, should_stop, progress)
 
 
 def run(
@@ -619,6 +619,6 @@ def resume(
         if state.rows != sim.record + 1:
             raise ConfigError(f"run_dir {path}: checkpoint (record {sim.record}) does not match {state.rows} stored rows")
         writer = TraceWriter.reopen(path, sim.series(), state.rows)
-        return _loop(sim, writer, should_stop, progress)
+        return advance(sim, writer, should_stop, progress)
     finally:
         lock.release()

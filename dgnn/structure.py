@@ -1,4 +1,4 @@
-"""Structural plasticity gated by the glial energy budget (MODEL.md 'Structural operators').
+"""Structural plasticity gated by the glial energy budget (docs/model.md 'Structural operators').
 
 Every replica owns C neuron slots (the capacity), an activity mask and a dense synapse matrix W (B, C, C)
 (target, source), so replicas grow and shrink on their own inside one batch. Every `structure.interval` a

@@ -1,6 +1,6 @@
 """HDF5 traces: a crash-safe incremental writer and a reader returning arrays.
 
-Layout (the public contract, see README): root attributes status, config, dgnn_version, created; /time (T);
+Layout (the public contract, docs/traces.md): root attributes status, config, dgnn_version, created; /time (T);
 /neurons/phase (T, B, N); /glia/phase (T, B, G); /metrics/* (T, B[, M]); static arrays; /checkpoint (resume state).
 
 Crash safety (docs/reliability.md): the file named trace.h5 is never written in place. Each flush writes its

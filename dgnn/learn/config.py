@@ -6,11 +6,11 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from ..config import MetabolismConfig, _Model
+from ..config import MetabolismConfig, StrictModel
 from ..solvers import check_method, is_fixed_step
 
 
-class DatasetConfig(_Model):
+class DatasetConfig(StrictModel):
     """One task. Splits are stratified and fixed per seed; features are standardised with training statistics."""
 
     name: Literal["digits", "mnist1d", "north_toy", "idx"]
@@ -44,13 +44,13 @@ GLIAL_KEYS = {"glia_ratio": 1.0, "c_gn": 0.5, "c_ng": 0.5, "nu": 0.0}  # kind gl
 REAL_STABILITY = {"euler": 2.0, "midpoint": 2.0, "rk4": 2.785}
 
 
-class ModelConfig(_Model):
-    """A weight-based MLP, a phase-based oscillator network, or a glial-neural one (see README 'Learning' and
+class ModelConfig(StrictModel):
+    """A weight-based MLP, a phase-based oscillator network, or a glial-neural one (see docs/learning.md and
     docs/glial.md). Times are in the settling's dimensionless time units, phases in rad, energies in the units of
     the metabolism block."""
 
     kind: Literal["mlp", "oscillator", "glial", "strategy"] = Field(
-        description="mlp; oscillator (phase oscillators); glial (oscillators with MODEL.md's glia and reserves); "
+        description="mlp; oscillator (phase oscillators); glial (oscillators with the reference model's glia and reserves); "
                     "strategy (a registered structural-learning strategy from dgnn.search, run instead of train())")
     strategy: str | None = Field(None, description="kind strategy: its registered name (nne, nne_signsgd, ...)")
     options: dict = Field({}, description="kind strategy: its keys, checked by dgnn.search.make_strategy")
@@ -167,7 +167,7 @@ class ModelConfig(_Model):
                              f"below {1.0 / rate:.3g}, lower the supply or raise metabolism.e_max")
 
 
-class TrainConfig(_Model):
+class TrainConfig(StrictModel):
     optimizer: Literal["adam", "sgd"] = "adam"
     lr: float = Field(3e-3, gt=0.0)
     momentum: float = Field(0.9, ge=0.0, lt=1.0)  # sgd
@@ -178,7 +178,7 @@ class TrainConfig(_Model):
     max_seconds: float = Field(0.0, ge=0.0)  # 0 = no wall-clock budget
 
 
-class TrainOverride(_Model):
+class TrainOverride(StrictModel):
     """Training keys one model sets for itself (oscillator nets may want another rate or patience than MLPs)."""
 
     optimizer: Literal["adam", "sgd"] | None = None

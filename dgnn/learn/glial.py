@@ -1,4 +1,4 @@
-"""Glial-neural oscillator nets: OscillatorNet's layers with MODEL.md's glia, funded and gated by glial reserves.
+"""Glial-neural oscillator nets: OscillatorNet's layers with the reference model's glia, funded and gated by glial reserves.
 
 A layer of H units has G = round(glia_ratio H) glial cells in D = min(H, G) domains (contiguous blocks of units and
 of glia, laid out by dgnn.topology.domains as for the simulator). With OscillatorNet's coupling C_i (the settling
@@ -99,7 +99,7 @@ def _gather(members: DomainMeans | None, z: torch.Tensor) -> torch.Tensor:
 
 @register_model_kind
 class GlialNet(OscillatorNet):
-    """OscillatorNet whose layers hold glial cells, domains and reserves (MODEL.md's glia); see the module doc."""
+    """OscillatorNet whose layers hold glial cells, domains and reserves (the reference model's glia); see the module doc."""
 
     kind = "glial"
 

@@ -1,6 +1,6 @@
 """Weight-based MLPs and phase-based oscillator networks settled by the core's solvers.
 
-Oscillator network (MODEL.md's neurons, with the reference phase 0 as a clamped bias oscillator): inputs become
+Oscillator network (the reference model's neurons, with the reference phase 0 as a clamped bias oscillator): inputs become
 clamped phases phi_j = s tanh(x_j / w) ('clamp'), or input oscillators pinned to the reference and driven by their
 input, phi_j' = s tanh(x_j / w) - sin(phi_j) ('drive', settling at asin(s tanh(x_j / w))). Unit h of layer l follows
 
@@ -250,7 +250,7 @@ class OscillatorNet(nn.Module):
 
     # -------------------------------------------------------------------------------------------------- costs
     def metabolic_energy(self, x: torch.Tensor, dt: float | None = None) -> torch.Tensor:
-        """(B,) the `metabolic` energy measure: MODEL.md's power P = sum_h [p_base + p_act theta_h'^2 + p_syn
+        """(B,) the `metabolic` energy measure: the reference model's power P = sum_h [p_base + p_act theta_h'^2 + p_syn
         sum_j |K_hj|] (constants from the model's metabolism config) integrated over the settle time (trapezoid
         over the solver steps)."""
         traj, field = self._settle(x, dt, trajectory=True)  # (n + 1, B, S)

@@ -18,12 +18,12 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from ..config import MetabolismConfig, _Model
+from ..config import MetabolismConfig, StrictModel
 from ..metabolism import LEDGER, Metabolism
 
 
-class GateConfig(_Model):
-    """Energy budget for structural operators (README 'Search: metabolic gating')."""
+class GateConfig(StrictModel):
+    """Energy budget for structural operators (docs/search.md)."""
 
     metabolism: MetabolismConfig = MetabolismConfig(enabled=True)  # p_base, p_act, p_syn, supply, e_max, e_init
     glia: int = Field(1, ge=0)  # glial cells per layer domain: supply per domain = metabolism.supply x glia

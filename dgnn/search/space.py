@@ -20,16 +20,16 @@ from typing import Any, Callable
 
 from pydantic import ConfigDict, Field, model_validator
 
-from ..config import _Model
+from ..config import StrictModel
 from ..errors import ConfigError
 
 Scalar = bool | int | float | str
 
 
-class Dimension(_Model):
+class Dimension(StrictModel):
     """One key's distribution: int or float range (optionally log-scaled or stepped), or a choice."""
 
-    model_config = ConfigDict(**_Model.model_config, serialize_by_alias=True)
+    model_config = ConfigDict(**StrictModel.model_config, serialize_by_alias=True)
 
     ints: list[int] | None = Field(None, alias="int", min_length=2, max_length=2)  # [low, high]
     floats: list[float] | None = Field(None, alias="float", min_length=2, max_length=2)

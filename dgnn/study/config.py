@@ -7,13 +7,13 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from ..config import FolderName, KeyedError, _Model, resolve_path
+from ..config import FolderName, KeyedError, StrictModel, resolve_path
 from ..errors import ConfigError
 from ..energy import PENALTIES, EnergyTable
 from ..learn.config import DatasetConfig, ModelConfig, TrainConfig
 
 
-class StudyTask(_Model):
+class StudyTask(StrictModel):
     label: str
     dataset: Literal["digits", "mnist1d"] = "digits"
     classes: list[int] | None = None  # subset of the labels; None = all ten
@@ -22,13 +22,13 @@ class StudyTask(_Model):
     steps: int = Field(0, ge=0)
 
 
-class StudyStrategy(_Model):
+class StudyStrategy(StrictModel):
     strategy: str | None = None  # registered name; None = the entry's label
     options: dict = {}  # the strategy's keys (checked by make_strategy)
     paper: dict[str, float] = {}  # task label -> the source paper's number, printed beside ours
 
 
-class StudyConfig(_Model):
+class StudyConfig(StrictModel):
     seeds: int = Field(1, ge=1)
     tasks: list[StudyTask]
     strategies: dict[str, StudyStrategy]  # label -> entry
@@ -40,7 +40,7 @@ class StudyConfig(_Model):
         return {label: make_strategy(s.strategy or label, **s.options) for label, s in self.strategies.items()}
 
 
-class GrowthTask(_Model):
+class GrowthTask(StrictModel):
     """Seed 001 section 6.3.2's toy task: n_f independent of 64 features, MLPs of 1 or 2 growing layers."""
 
     features: list[int] = [1, 2, 3, 4, 8, 16, 32]
@@ -48,7 +48,7 @@ class GrowthTask(_Model):
     steps: int = Field(400, ge=1)
 
 
-class StaticComparison(_Model):
+class StaticComparison(StrictModel):
     """A growing strategy on digits against static MLPs of its final widths and of the maximum widths, trained
     with the same optimiser for the same number of steps; optionally the same strategy under an energy budget."""
 
@@ -59,7 +59,7 @@ class StaticComparison(_Model):
     gate: dict | None = None  # dgnn.search.gate.GateConfig keys: run the strategy a second time under this budget
 
 
-class GrowthStudy(_Model):
+class GrowthStudy(StrictModel):
     seeds: int = Field(1, ge=1)
     toy: GrowthTask = GrowthTask()
     strategies: dict[str, StudyStrategy]  # label -> entry, run on the toy task
@@ -71,14 +71,14 @@ class GrowthStudy(_Model):
         return {label: make_strategy(s.strategy or label, **s.options) for label, s in self.strategies.items()}
 
 
-class TransferTarget(_Model):
+class TransferTarget(StrictModel):
     label: str
     dataset: str = "digits"  # digits (with classes) or mnist1d (zero-padded to the source's 64 inputs)
     classes: list[int] | None = None
     samples: int = Field(4000, ge=0)  # mnist1d
 
 
-class TransferStudy(_Model):
+class TransferStudy(StrictModel):
     """DYNO transfer (seed 001 section 7 at reduced scale): pre-train a static MLP on the source classes, then
     fine-tune it with DYNO and, as the reference, statically, on each target."""
 
@@ -91,7 +91,7 @@ class TransferStudy(_Model):
     dyno: dict = {}  # DYNO's keys
 
 
-class CompareConfig(_Model):
+class CompareConfig(StrictModel):
     name: FolderName = "compare"  # the default results folder is outputs/<name>-<timestamp>
     seeds: int = Field(10, ge=1)  # seeds 0 .. seeds-1 (seed 002 uses 10)
     datasets: list[DatasetConfig] = [DatasetConfig(name="digits")]

@@ -17,10 +17,10 @@ import h5py
 import numpy as np
 import yaml
 
-from ..config import Config, _safe_load, config_from_dict, config_from_yaml_text, config_to_yaml
+from ..config import Config, load_value, config_from_dict, config_from_yaml_text, config_to_yaml
 from ..errors import ConfigError
 from ..model import batchable_paths
-from ..simulation import Simulation, _loop
+from ..simulation import Simulation, advance
 from ..traces import TraceWriter
 from ..version import __version__
 from .engine import Interrupted, Unit, WorkQueue, run_workers
@@ -47,7 +47,7 @@ def parse_grid(items: list[str]) -> dict[str, list]:
             raise ConfigError(f"grid {item!r}: expected key.path=v1,v2,... (for example coupling.strength=0.5,1,2)")
         key, raw = (x.strip() for x in item.split("=", 1))
         try:
-            load = lambda text: _safe_load(text, f"--grid {key}", key)  # noqa: E731
+            load = lambda text: load_value(text, f"--grid {key}", key)  # noqa: E731
             values = load(raw) if raw.startswith("[") else [load(v) for v in raw.split(",")]
         except yaml.YAMLError:
             raise ConfigError(f"grid {key}: cannot parse values {raw!r}") from None
@@ -199,7 +199,7 @@ def _run_batch(batch: list[Point], out: Path, progress_bar, should_stop) -> str:
     mw = MultiWriter(writers, b)
     mw.append(sim.snapshot())
     mw.flush(sim.state_dict())
-    return _loop(sim, mw, should_stop, progress=False, bar=progress_bar).status
+    return advance(sim, mw, should_stop, progress=False, bar=progress_bar).status
 
 
 def _status(path: Path) -> str:

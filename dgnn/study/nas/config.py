@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
-from ...config import Config, FolderName, KeyedError, _Model
+from ...config import Config, FolderName, KeyedError, StrictModel
 from ...energy import PENALTIES, EnergyTable
 from ...errors import ConfigError
 from ...learn.config import DatasetConfig, ModelConfig, TrainConfig
@@ -16,7 +16,7 @@ SAMPLERS = ("tpe", "nsga2", "gp", "random", "grid")
 STRATEGIES = (*SAMPLERS, "developmental")
 
 
-class Score(_Model):
+class Score(StrictModel):
     """The scalar ranking reported beside the front (dgnn.search.objectives.score)."""
 
     kind: Literal["bits_per_energy", "mnasnet"] = "bits_per_energy"
@@ -24,7 +24,7 @@ class Score(_Model):
     w: float = -0.07  # mnasnet: the exponent of E / E_target (< 0 rewards lower energy)
 
 
-class Objectives(_Model):
+class Objectives(StrictModel):
     """What a trial is scored on. `energy` is a dgnn.energy measure: metabolic (per inference, phase-based nets
     only) or mac_joules (every family: the cross-family comparison)."""
 
@@ -35,19 +35,19 @@ class Objectives(_Model):
     energy_max: float | None = Field(None, gt=0.0)  # trial constraint: E <= this
 
 
-class Strategy(_Model):
+class Strategy(StrictModel):
     name: Literal[STRATEGIES] = "tpe"
     options: dict = {}  # the sampler's keyword arguments (seed is the search's), or the developmental keys
 
 
-class Budget(_Model):
+class Budget(StrictModel):
     """Per strategy: at most `trials` trials and `seconds` of training time summed over them (0 = no limit)."""
 
     trials: int = Field(20, ge=1)
     seconds: float = Field(0.0, ge=0.0)
 
 
-class Baseline(_Model):
+class Baseline(StrictModel):
     """A baseline on the same plane: a registered dgnn.search strategy (fits repeated over seeds within the
     search's budget), or `mlp_lambda`: MLPs trained at each lambda of seed 002's sweep."""
 
@@ -56,8 +56,8 @@ class Baseline(_Model):
     budget: dict = {"steps": 200}  # one fit's dgnn.search Budget (steps / seconds / energy)
 
 
-class SearchConfig(_Model):
-    model_config = ConfigDict(**_Model.model_config, serialize_by_alias=True, validate_by_name=True)
+class SearchConfig(StrictModel):
+    model_config = ConfigDict(**StrictModel.model_config, serialize_by_alias=True, validate_by_name=True)
 
     name: FolderName = "search"  # the default folder is outputs/<name>-<timestamp>-search
     seed: int = Field(0, ge=0)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import Field
 
-from ...config import _Model, config_from_dict
+from ...config import StrictModel, config_from_dict
 from ...learn.config import DatasetConfig
 from ...search.objectives import hypervolume, pareto_front, reference_point
 from ..folders import atomic_write
@@ -27,7 +27,7 @@ COLUMNS = {"metabolic": "metabolic_energy", "mac_joules": "joules_per_inference"
 RATIO = "params.model.glia_ratio"
 
 
-class VersusStudy(_Model):
+class VersusStudy(StrictModel):
     """Tasks searched twice (energy first, information first) with one `search` config (dgnn search keys but the
     task and objectives.use, which the study sets)."""
 
