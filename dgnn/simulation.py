@@ -498,7 +498,7 @@ def advance(sim: Simulation, writer: TraceWriter, should_stop, progress: bool, b
                 writer.flush(sim.state_dict())
                 last_flush = now
             if stop and sim.record < total:
-                writer.set_status("interrupted", f"stopped at t={sim.t:g} of {sim.cfg.solver.duration:g}; resume with dgnn run --resume")
+                writer.set_status("interrupted", f"stopped at t={sim.t:g} of {sim.cfg.solver.duration:g}; resume it with dgnn.resume(run_dir) (dgnn run --resume DIR)")
                 return RunResult(writer.path, "interrupted", writer.rows, "interrupted")
         writer.set_status("complete")
         return RunResult(writer.path, "complete", writer.rows)
