@@ -88,6 +88,9 @@ def test_failed_run_exits_1_and_keeps_trace(tmp_path, cfg):
         assert h5.attrs["status"] == "failed"
 
 
+_WHOLE: dict = {}  # device -> trace of the uninterrupted run that both signal cases compare with
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signal_interrupts_then_resume_completes_identically(tmp_path, cfg, sig, device):
@@ -117,8 +120,11 @@ def test_signal_interrupts_then_resume_completes_identically(tmp_path, cfg, sig,
     assert 1 <= kept < records + 1
     r = _dgnn("run", "--resume", out, "--quiet", "--no-plots", "--device", device)
     assert r.returncode == 0, r.stderr
-    assert main(["run", str(cfg), "--out", str(tmp_path / "whole"), "--quiet", "--no-plots", *args]) == 0
-    with h5py.File(out / "trace.h5") as a, h5py.File(tmp_path / "whole" / "trace.h5") as b:
+    whole = _WHOLE.get(device)  # the uninterrupted run, shared by both signals (the same config and args)
+    if whole is None:
+        whole = _WHOLE[device] = tmp_path / "whole" / "trace.h5"
+        assert main(["run", str(cfg), "--out", str(whole.parent), "--quiet", "--no-plots", *args]) == 0
+    with h5py.File(out / "trace.h5") as a, h5py.File(whole) as b:
         assert a.attrs["status"] == "complete"
         assert np.array_equal(a["neurons/phase"][:], b["neurons/phase"][:])
         if device == "cpu":
