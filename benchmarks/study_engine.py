@@ -66,7 +66,7 @@ def sweep_throughput(root: Path, points: int) -> dict:
     from dgnn.study.sweep import sweep
 
     base = config_from_dict({"name": "bench", "neurons": {"count": 300}, "topology": {"kind": "erdos_renyi", "p": 0.1},
-                             "solver": {"dt": 0.01, "duration": 6.0}, "record": {"every": 0.5},
+                             "solver": {"dt": 0.01, "duration": 15.0}, "record": {"every": 0.5},
                              "sweep": {"max_batch": 1}, "device": "cpu"})
     grid = {"coupling.strength": [0.5 + 0.05 * i for i in range(points)]}
     out = {}

@@ -193,8 +193,10 @@ class BudgetStop:
         return len(done), sum(t.user_attrs.get(ROW, {}).get("seconds", 0.0) for t in done)
 
     def done(self, study) -> bool:
+        """No trial is left to start: the finished ones and those running in other workers fill the budget."""
         n, seconds = self.spent(study)
-        return n >= self.budget.trials or bool(self.budget.seconds and seconds >= self.budget.seconds)
+        running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+        return n + running >= self.budget.trials or bool(self.budget.seconds and seconds >= self.budget.seconds)
 
     def __call__(self, study, trial) -> None:
         if self.done(study) or (self.should_stop is not None and self.should_stop()):
