@@ -151,18 +151,18 @@ def _check_source(args, cmd: str, extra: str = "", stored: str = "config") -> No
 
 
 def _cmd_run(args) -> int:
-    from . import simulation
+    from .simulation import resume as resume_run, run as run_sim
     from .config import load_config
 
     stop = _StopFlag()
     _check_source(args, "run")
     if args.resume:
         stop.install()
-        res = simulation.resume(args.resume, progress=not args.quiet, should_stop=stop, device=args.device)
+        res = resume_run(args.resume, progress=not args.quiet, should_stop=stop, device=args.device)
     else:
         cfg = load_config(args.config, args.overrides)
         stop.install()
-        res = simulation.run(cfg, args.out, overwrite=args.overwrite, progress=not args.quiet, should_stop=stop,
+        res = run_sim(cfg, args.out, overwrite=args.overwrite, progress=not args.quiet, should_stop=stop,
                              device=args.device)
     run_dir = res.path.parent
     if res.status == "failed":

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from . import textfiles
+from .textfiles import SafeLoader, parse, read_text, show_key
 from .errors import ConfigError
 
 
@@ -534,12 +534,12 @@ class KeyedError(ValueError):
 
 
 # ----------------------------------------------------------------------------------------------- loading
-SafeLoader = textfiles.SafeLoader
+SafeLoader = SafeLoader
 
 
 def load_value(text: str, source: str = "<yaml>", prefix: str = ""):
-    """YAML text -> data (safe loader; duplicate keys and exploding aliases refused); prefix: see textfiles.parse."""
-    return textfiles.parse(text, source, prefix)[0]
+    """YAML text -> data (safe loader; duplicate keys and exploding aliases refused); prefix: see parse."""
+    return parse(text, source, prefix)[0]
 
 
 @dataclass(frozen=True)
@@ -638,7 +638,7 @@ def _format_validation(exc: ValidationError, source: str, lines: dict[str, int],
                 msg = "unknown key (check the spelling against the config reference)"
             elif "input" in err and err["type"] not in ("missing",) and not isinstance(err["input"], dict) and not named:
                 msg = f"{msg}, found {_short(err['input'])}"
-        msgs.append(f"{locate(key, source, lines, overrides)}: {textfiles.show_key(key)}: {msg}")
+        msgs.append(f"{locate(key, source, lines, overrides)}: {show_key(key)}: {msg}")
     return ConfigError(msgs[0] + (f" (and {len(msgs) - 1} more)" if len(msgs) > 1 else ""))
 
 
@@ -660,7 +660,7 @@ def config_from_dict(data: dict, source: str = "<config>", text: str | None = No
         return model.model_validate(data)
     except ValidationError as exc:
         if lines is None and text:
-            lines = textfiles.parse(text, source)[1]
+            lines = parse(text, source)[1]
         raise _format_validation(exc, source, lines or {}, overrides) from None
     except RecursionError:  # a self-referencing value (a recursive YAML alias built outside the loader)
         raise ConfigError(f"{source}: a value refers to itself") from None
@@ -669,7 +669,7 @@ def config_from_dict(data: dict, source: str = "<config>", text: str | None = No
 def read_config(path: str | Path) -> tuple[dict, dict[str, int]]:
     """A YAML config file -> (top-level mapping, key lines)."""
     path = Path(path)
-    data, lines = textfiles.parse(textfiles.read_text(path, "config"), str(path))
+    data, lines = parse(read_text(path, "config"), str(path))
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -719,5 +719,5 @@ def config_to_yaml(cfg: Config) -> str:
 
 def config_from_yaml_text(text: str, source: str = "<stored config>", model: type = None):
     """A config stored as YAML text (a trace attribute, a run folder's config.yaml)."""
-    data, lines = textfiles.parse(text, source)
+    data, lines = parse(text, source)
     return config_from_dict(data, source, model=model, lines=lines)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import disk
+from .disk import disk_full, is_disk_full
 from .errors import ConfigError
 
 
@@ -16,7 +16,7 @@ def make_folder(path: str | Path, arg: str = "out") -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        if disk.is_disk_full(exc):
-            raise disk.disk_full(path, exc, "creating the folder") from None
+        if is_disk_full(exc):
+            raise disk_full(path, exc, "creating the folder") from None
         raise ConfigError(f"{arg} {path}: cannot create the folder ({exc.strerror or type(exc).__name__})") from None
     return path

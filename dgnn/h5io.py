@@ -12,7 +12,7 @@ from pathlib import Path
 
 import h5py
 
-from . import disk
+from .disk import is_disk_full
 from .locks import flock
 
 
@@ -24,7 +24,7 @@ def preallocate(path, nbytes: int) -> None:
         try:
             os.posix_fallocate(fd, 0, nbytes)
         except OSError as exc:
-            if disk.is_disk_full(exc):
+            if is_disk_full(exc):
                 raise
         finally:
             os.close(fd)

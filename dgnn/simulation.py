@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import yaml
 
-from . import disk
+from .disk import disk_full, is_disk_full, write_text
 from .config import Config, config_from_yaml_text, config_to_yaml
 from .errors import ConfigError, DiskFull, SimulationFailed
 from .folders import make_folder
@@ -454,8 +454,8 @@ def _own(folder: Path, name: str) -> RunLock:
     try:
         return RunLock(folder, name).acquire()
     except OSError as exc:
-        if disk.is_disk_full(exc):
-            raise disk.disk_full(folder, exc, "creating the run folder") from None
+        if is_disk_full(exc):
+            raise disk_full(folder, exc, "creating the run folder") from None
         raise ConfigError(f"{name} {folder}: cannot write the run folder ({exc.strerror})") from None
 
 
@@ -526,7 +526,7 @@ def advance(sim: Simulation, writer: TraceWriter, should_stop, progress: bool, b
 def _start(sim: Simulation, out: Path, should_stop, progress: bool) -> RunResult:
     """Write config.yaml and a new trace with record 0 in the (owned, prepared) folder `out`, then run the loop."""
     text = config_to_yaml(sim.cfg)
-    disk.write_text(out / "config.yaml", text)
+    write_text(out / "config.yaml", text)
     writer = TraceWriter.create(
         out / "trace.h5", config_text=text, version=__version__, series=sim.series(), static=sim.static(),
         attrs={"device": str(sim.device), "backend": sim.field.backend_name},

@@ -25,7 +25,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from . import disk, h5io
+from .disk import disk_full, is_disk_full, remove, swap
+from .h5io import first_line, open_shared, preallocate, try_lock
+from .h5io import write as h5_write
 from .errors import ConfigError
 
 STATUSES = ("running", "complete", "interrupted", "failed")
@@ -194,15 +196,15 @@ class TraceWriter:
 
         def build(h5):
             static_bytes = sum(np.asarray(a).nbytes for a, _ in static.values())
-            h5io.preallocate(twin, static_bytes + (4 << 10) * len(series) + RESERVE_SLACK)
+            preallocate(twin, static_bytes + (4 << 10) * len(series) + RESERVE_SLACK)
             _skeleton(h5, config_text, version, series, static, attrs)
 
         try:
-            h5io.write(twin, True, build, fs_strategy="fsm", fs_persist=True, fs_threshold=1)
+            h5_write(twin, True, build, fs_strategy="fsm", fs_persist=True, fs_threshold=1)
         except BaseException as exc:
-            disk.remove(twin)
-            if disk.is_disk_full(exc):
-                raise disk.disk_full(path, exc) from None
+            remove(twin)
+            if is_disk_full(exc):
+                raise disk_full(path, exc) from None
             raise
         tails = {s.name: np.zeros((s.chunk_rows, *s.shape), dtype=s.dtype) for s in series}
         return cls(path, series, 0, 0, tails, published=False)
@@ -212,7 +214,7 @@ class TraceWriter:
         """Continue a trace: rows and events past the last checkpoint are dropped when this publishes (at once)."""
         path = Path(path)
         for leftover in companions(path):
-            disk.remove(leftover)
+            remove(leftover)
         tails = {}
         with _open(path) as h5:
             for s in series:
@@ -312,7 +314,7 @@ class TraceWriter:
             try:
                 os.posix_fallocate(fd, 0, os.fstat(fd).st_size + 2 * lag.nbytes + RESERVE_SLACK)
             except (AttributeError, OSError) as exc:
-                if disk.is_disk_full(exc):
+                if is_disk_full(exc):
                     self._lag = base  # untouched: still whole
                     raise
             self._lag = None  # until the twin is whole again
@@ -323,14 +325,14 @@ class TraceWriter:
         os.close(fd)
         if self._replace:
             os.replace(self.twin, self.path)
-        elif disk.swap(self.twin, self.path, self._spare):
+        elif swap(self.twin, self.path, self._spare):
             self._lag = batch  # the twin is now the previous version: it lacks just this batch
         self._replace, self._published = False, True
         if batch.rows is not None:
             self._rows = self.rows = batch.rows
 
     def _write_twin(self, fd: int, lag: _Batch) -> None:
-        h5io.write(self.twin, False, lambda h5: lag.apply(h5, self.series))
+        h5_write(self.twin, False, lambda h5: lag.apply(h5, self.series))
         if DURABLE:
             os.fsync(fd)
 
@@ -338,11 +340,11 @@ class TraceWriter:
         """What to raise for `exc`: a DiskFull line when the disk is full (after freeing the reserve, and the twin
         unless it is still whole, so that a final status fits), else `exc` itself."""
         if self._lag is None:
-            disk.remove(self.twin)  # half written: the next publication copies the trace
-        if not disk.is_disk_full(exc):
+            remove(self.twin)  # half written: the next publication copies the trace
+        if not is_disk_full(exc):
             return exc
-        full = disk.disk_full(self.path, exc)  # the free space as it failed
-        disk.remove(self._reserve_path)
+        full = disk_full(self.path, exc)  # the free space as it failed
+        remove(self._reserve_path)
         self._reserved = -1
         return full
 
@@ -372,15 +374,15 @@ class TraceWriter:
         """An fd holding the twin's exclusive flock, and what the twin lacks. A twin that is missing, or that a
         reader still holds (HDF5 and dgnn readers take a shared flock), is replaced by a copy of the trace."""
         if self._lag is not None:
-            fd = h5io.try_lock(self.twin)
+            fd = try_lock(self.twin)
             if fd is not None:
                 return fd, self._lag
         if not self._published:
             raise RuntimeError(f"{self.path}: the new trace was lost before its first flush")
         self._lag = None
-        disk.remove(self.twin)  # a reader may keep the old inode: it is only unlinked
+        remove(self.twin)  # a reader may keep the old inode: it is only unlinked
         shutil.copyfile(self.path, self.twin)
-        fd = h5io.try_lock(self.twin)
+        fd = try_lock(self.twin)
         if fd is None:
             raise RuntimeError(f"{self.twin}: taken by another process while being written")
         self._lag = _Batch()
@@ -389,7 +391,7 @@ class TraceWriter:
     def close(self) -> None:
         """Forget the twin and the reserve; the trace stays as last published."""
         for p in companions(self.path):
-            disk.remove(p)
+            remove(p)
 
 
 # -------------------------------------------------------------------------------------------------- reading
@@ -473,11 +475,11 @@ def _open(path):
     path = _trace_file(path)
     for _ in range(1000):
         try:
-            got = h5io.open_shared(path)
+            got = open_shared(path)
         except FileNotFoundError:
             raise ConfigError(_missing(path)) from None
         except OSError as exc:
-            raise ConfigError(f"{path}: not a readable HDF5 trace ({h5io.first_line(exc)})") from None
+            raise ConfigError(f"{path}: not a readable HDF5 trace ({first_line(exc)})") from None
         if got is not None:
             break
         _time.sleep(0.002)
@@ -491,7 +493,7 @@ def _open(path):
         except (OSError, RuntimeError, KeyError, ValueError, TypeError) as exc:
             if isinstance(exc, ConfigError):
                 raise
-            raise ConfigError(f"{path}: damaged trace ({h5io.first_line(exc)})") from None
+            raise ConfigError(f"{path}: damaged trace ({first_line(exc)})") from None
     finally:
         h5.close()
         os.close(fd)

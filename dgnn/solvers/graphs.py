@@ -22,14 +22,13 @@ import warnings
 
 import torch
 
+from .integrate import SOLVERS, solve
 from .noise import GaussianIncrements
 
 
 def graph_reason(cfg, device: torch.device, noise) -> str | None:
     """Why a run of `cfg` on `device` integrates eagerly instead of replaying CUDA graphs; None when it replays.
     noise: the run's increment source, or None for a noise-free run."""
-    from . import SOLVERS  # the registry lives in the package; imported here to avoid a cycle
-
     s = cfg.solver
     if torch.device(device).type != "cuda":
         return "not on a CUDA device"
@@ -76,8 +75,6 @@ class CudaGraphLoop:
 
     def eager(self, y: torch.Tensor, a: float, b: float) -> torch.Tensor:
         """The reference: solve's own native loop over [a, b]."""
-        from . import solve
-
         return solve(self.field, y, [a, b], method=self.method, dt=self.dt, diffusion=self.diffusion,
                      noise=self.noise, backend="native", project=self.project)[-1]
 
