@@ -19,6 +19,7 @@ from ..learn.config import DatasetConfig
 from ..learn.data import load_dataset
 from ..learn.models import build_model, match_width, parameter_count
 from ..learn.train import fit, settle_gap
+from ..search.objectives import pareto_front
 from .config import CompareConfig
 from .engine import Unit, UnitFailed, WorkQueue, run_workers
 from .folders import atomic_write, claim_folder
@@ -234,17 +235,6 @@ def write_results(out: Path, cfg: CompareConfig, rows: list[dict]) -> tuple[list
     if flat:
         write_figures(out, rows, summary)
     return summary, anova
-
-
-def pareto_front(points: np.ndarray) -> np.ndarray:
-    """Indices of the points (energy, accuracy) not dominated by another (lower energy and higher accuracy)."""
-    order = np.lexsort((-points[:, 1], points[:, 0]))
-    front, best = [], -np.inf
-    for i in order:
-        if points[i, 1] > best:
-            front.append(i)
-            best = points[i, 1]
-    return np.array(front, dtype=int)
 
 
 def write_figures(out: Path, rows: list[dict], summary: list[dict]) -> None:

@@ -179,7 +179,7 @@ class WorkQueue:
         unit = Unit(trial.user_attrs[UNIT], trial.system_attrs.get("fixed_params", {}))
         t0 = time.perf_counter()
         try:
-            with _Beat(self.storage, tid, self.heartbeat.interval):
+            with Beats(self.storage, [tid], self.heartbeat.interval):
                 row = job.run(unit, should_stop)
         except Interrupted as exc:
             return self._tell(tid, TrialState.FAIL, reason=f"interrupted: {exc}")
@@ -247,13 +247,20 @@ def check_same(study, name: str, kind: str, config: dict, extendable: tuple) -> 
         study.set_user_attr(CONFIG, json.dumps(config, sort_keys=True))
 
 
-class _Beat:
-    """The heartbeat of one running unit: a daemon thread recording it every `interval` seconds."""
+class Beats:
+    """The heartbeats of running trials (a unit, or a batch of search trials): a daemon thread recording each live
+    trial every `interval` seconds."""
 
-    def __init__(self, storage, trial_id: int, interval: float):
-        self.storage, self.trial_id, self.interval = storage, trial_id, interval
+    def __init__(self, storage, trial_ids: list[int], interval: float):
+        self.storage, self.interval = storage, interval
+        self.live, self.lock = set(trial_ids), threading.Lock()
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._beat, daemon=True)
+
+    def drop(self, trial_id: int) -> None:
+        """A told trial needs no more beats."""
+        with self.lock:
+            self.live.discard(trial_id)
 
     def _beat(self) -> None:
         # the journal storage counts a trial's start as its first beat, so short units cost no write there; an RDB
@@ -264,13 +271,17 @@ class _Beat:
             self._record()
 
     def _record(self) -> None:
-        try:
-            self.storage.record_heartbeat(self.trial_id)
-        except Exception:  # a storage hiccup must not kill the unit; the next beat retries
-            pass
+        with self.lock:
+            live = sorted(self.live)
+        for tid in live:
+            try:
+                self.storage.record_heartbeat(tid)
+            except Exception:  # a storage hiccup must not kill the work; the next beat retries
+                pass
 
     def __enter__(self):
         self.thread.start()
+        return self
 
     def __exit__(self, *exc):
         self.stop.set()

@@ -11,6 +11,7 @@ import numpy as np
 from .engine import Job, Unit, WorkQueue, run_workers
 from .folders import claim_folder
 from .storage import Heartbeat, resolve
+from .tables import write_table
 
 UNITS = "units"  # the folder of per-unit files inside a study's output folder
 
@@ -78,3 +79,21 @@ def _copy(src: h5py.File, dst: h5py.File, name: str) -> None:
     else:
         g = dst.require_group(name)
         g.attrs.update(dict(obj.attrs))
+
+
+def study_status(done: dict, units: list[Unit], should_stop=None) -> str:
+    """complete when every unit finished; else interrupted (the stop flag is up) or failed."""
+    if len(done) == len(units):
+        return "complete"
+    return "interrupted" if should_stop is not None and should_stop() else "failed"
+
+
+def finish_units(out: Path, units: list[Unit], queue: WorkQueue, should_stop=None) -> tuple[list[dict], str]:
+    """The finished units' histories merged into history.h5 and their rows (in unit order) into results.csv /
+    results.json; (rows, status)."""
+    done = queue.rows()
+    merge_histories(out, [u.key for u in units if u.key in done])
+    rows = [r for u in units if u.key in done for r in done[u.key]["rows"]]
+    if rows:
+        write_table(out, rows)
+    return rows, study_status(done, units, should_stop)

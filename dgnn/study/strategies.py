@@ -15,7 +15,7 @@ from ..learn.data import Dataset, load_dataset
 from .config import StudyConfig, StudyTask
 from .engine import Unit, UnitFailed, jsonable
 from .folders import atomic_write
-from .runner import merge_histories, run_units, write_unit_history
+from .runner import merge_histories, run_units, study_status, write_unit_history
 from .tables import write_table
 
 OWNED = ("config.yaml", "history.h5", "results.csv", "results.json")
@@ -110,9 +110,7 @@ def strategy_study(study: StudyConfig, out: Path, *, storage=None, name=None, wo
     means = strategy_means(study, list(strategies), rows)
     if rows:
         write_table(out, rows, {"means": means})
-    status = "complete" if len(done) == len(units) else (
-        "interrupted" if should_stop is not None and should_stop() else "failed")
-    return StudyResult(out, rows, means, status, missing)
+    return StudyResult(out, rows, means, study_status(done, units, should_stop), missing)
 
 
 def strategy_means(study: StudyConfig, strategies: list[str], rows: list[dict]) -> list[dict]:

@@ -14,8 +14,7 @@ from ..learn.config import DatasetConfig
 from ..learn.data import Dataset, load_dataset
 from .config import TransferStudy
 from .engine import Unit
-from .runner import merge_histories, run_units, write_unit_history
-from .tables import write_table
+from .runner import finish_units, run_units, write_unit_history
 
 OWNED = ("history.h5", "results.csv", "results.json")
 
@@ -85,11 +84,4 @@ def transfer_study(study: TransferStudy, out: Path, *, storage=None, name=None, 
     queue, ran = run_units(out, "transfer", study.model_dump(mode="json"), units, TransferJob(study, out, progress and workers == 1),
                       storage=storage, study=name, workers=workers, overwrite=overwrite, progress=progress,
                       should_stop=should_stop, owned=OWNED, name=f"transfer-{out.name}")
-    done = queue.rows()
-    merge_histories(out, [u.key for u in units if u.key in done])
-    rows = [r for u in units if u.key in done for r in done[u.key]["rows"]]
-    if rows:
-        write_table(out, rows)
-    status = "complete" if len(done) == len(units) else (
-        "interrupted" if should_stop is not None and should_stop() else "failed")
-    return rows, status
+    return finish_units(out, units, queue, should_stop)

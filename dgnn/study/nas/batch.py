@@ -4,54 +4,13 @@ recorded and told exactly as a one-by-one trial is. Every asked trial keeps a he
 killed worker's trials are run again; the budget is checked, and a stop flag obeyed, between batches."""
 from __future__ import annotations
 
-import threading
 import warnings
 
 import optuna
 from optuna.trial import TrialState
 
-from ..engine import UnitFailed
-from ..storage import HeartbeatJournalStorage
+from ..engine import Beats, UnitFailed
 from .evaluate import evaluate_groups
-
-
-class Beats:
-    """The heartbeats of the trials of one batch: a daemon thread recording each live trial every `interval` s."""
-
-    def __init__(self, storage, trial_ids: list[int], interval: float):
-        self.storage, self.interval = storage, interval
-        self.live, self.lock = set(trial_ids), threading.Lock()
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._beat, daemon=True)
-
-    def drop(self, trial_id: int) -> None:
-        """A told trial needs no more beats."""
-        with self.lock:
-            self.live.discard(trial_id)
-
-    def _beat(self) -> None:
-        # as the engine's unit heartbeat: the journal counts a trial's start as its first beat, an RDB needs one now
-        if not isinstance(self.storage, HeartbeatJournalStorage):
-            self._record()
-        while not self.stop.wait(self.interval):
-            self._record()
-
-    def _record(self) -> None:
-        with self.lock:
-            live = sorted(self.live)
-        for tid in live:
-            try:
-                self.storage.record_heartbeat(tid)
-            except Exception:  # a storage hiccup must not kill the batch; the next beat retries
-                pass
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join()
 
 
 def optimize_batched(study: optuna.Study, storage, objective, stop, heartbeat, catch: tuple, bar=None) -> None:
