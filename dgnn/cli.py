@@ -384,13 +384,10 @@ def _cmd_analyze(args) -> int:
     return EXIT_OK
 
 
-def _progress_line(path: str) -> str:
-    """Whether a trace that says running is being written now (its folder's RunLock owner is alive)."""
-    from pathlib import Path
-
+def _progress_line(folder) -> str:
+    """Whether a trace in `folder` that says running is being written now (the folder's RunLock owner is alive)."""
     from .locks import read_owner
 
-    folder = Path(path).parent
     owner = read_owner(folder)
     if owner is None:  # folders written without a lock: sweep points, older versions
         return "no folder lock: the run may be in progress, or it stopped without its final status"
@@ -403,6 +400,12 @@ def _progress_line(path: str) -> str:
 def _cmd_info(args) -> int:
     from .traces import describe
 
+    from pathlib import Path
+
+    given = Path(args.trace)
+    # the owner first, then the trace: a writer publishes its final status before it lets go of the folder, so a
+    # trace read after its owner was seen gone holds that final status
+    progress = _progress_line(given if given.is_dir() else given.parent)
     d = describe(args.trace)
     a = d["attrs"]
     print(f"{d['path']}")
@@ -411,7 +414,7 @@ def _cmd_info(args) -> int:
     if "message" in a:
         print(f"  message: {a['message']}")
     if a.get("status") == "running":
-        print(f"  {_progress_line(d['path'])}")
+        print(f"  {progress}")
     span = d["time_span"]
     print(f"  records: {d['records']}" + (f"   time {span[0]:g}..{span[1]:g}" if span else ""))
     print(f"  device: {a.get('device')}   coupling backend: {a.get('backend')}")
